@@ -1,0 +1,4 @@
+from ooo_lightning.losses.base import ActorCriticLoss, LossKeys, soft_update
+from ooo_lightning.losses.iql import IQLLoss
+
+__all__ = ["ActorCriticLoss", "IQLLoss", "LossKeys", "soft_update"]

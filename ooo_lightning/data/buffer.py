@@ -1,0 +1,94 @@
+"""The run's replay buffer: TorchRL ``ReplayBuffer`` over a ``LazyTensorStorage``.
+
+One buffer holds the offline data first and every online transition after it, in order,
+so "the data up to online step T" is simply a prefix of the storage.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+#: The transition fields the buffer keeps (TorchRL's key names).
+TRANSITION_KEYS: tuple = (
+    "observation",
+    "action",
+    ("next", "observation"),
+    ("next", "reward"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+    ("next", "done"),
+)
+META_FILE = "ooo_buffer.json"
+
+
+@dataclass
+class BufferInfo:
+    """What a saved buffer is, so that phase 3 can be re-run from it alone."""
+
+    capacity: int
+    num_offline: int
+    num_online: int
+    observation_dim: int
+    action_dim: int
+    env_id: str | None = None
+
+
+def make_replay_buffer(capacity: int) -> ReplayBuffer:
+    return ReplayBuffer(storage=LazyTensorStorage(capacity))
+
+
+def select_transitions(td: TensorDictBase) -> TensorDictBase:
+    """Keep the transition fields only, with rewards/flags shaped [N, 1] as stored."""
+    out = td.select(*TRANSITION_KEYS, strict=True)
+    return out.reshape(-1)
+
+
+def save_buffer(buffer: ReplayBuffer, path: str | Path, info: BufferInfo) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    buffer.dumps(path)
+    (path / META_FILE).write_text(json.dumps(asdict(info), indent=2))
+    return path
+
+
+def load_buffer(path: str | Path) -> tuple[ReplayBuffer, BufferInfo]:
+    path = Path(path)
+    meta = path / META_FILE
+    if not meta.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a saved ooo-lightning replay buffer (no {META_FILE} in it). "
+            "Point `data.buffer` at the `buffer/` folder of an explorer run directory."
+        )
+    info = BufferInfo(**json.loads(meta.read_text()))
+    buffer = make_replay_buffer(info.capacity)
+    buffer.loads(path)
+    if len(buffer) != info.num_offline + info.num_online:
+        raise ValueError(
+            f"{path}: the buffer holds {len(buffer)} transitions but {META_FILE} says "
+            f"{info.num_offline} offline + {info.num_online} online; the folder is damaged."
+        )
+    return buffer, info
+
+
+def sample_indices(
+    end: int,
+    num_batches: int,
+    batch_size: int,
+    positive_indices: torch.Tensor | None = None,
+    positive_samples: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Uniform indices in [0, end) shaped [num_batches, batch_size]; the first
+    ``positive_samples`` of each batch come from ``positive_indices`` when there are any
+    (the up-sampling of rare rewarding transitions)."""
+    idx = torch.randint(0, end, (num_batches, batch_size), generator=generator)
+    if positive_samples > 0 and positive_indices is not None and positive_indices.numel() > 0:
+        pick = torch.randint(0, positive_indices.numel(), (num_batches, positive_samples), generator=generator)
+        idx[:, :positive_samples] = positive_indices[pick]
+    return idx

@@ -1,0 +1,185 @@
+"""LightningDataModule that owns the replay buffer and feeds stacked minibatches.
+
+Each training step receives ``[updates_per_step, batch_size]`` transitions drawn in one
+indexing call, so the per-step costs of Lightning and of sampling are paid once for several
+gradient updates. The buffer lives in this process and the explorer appends to it while
+training, so samples always come from the current buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from lightning.pytorch import LightningDataModule
+from tensordict import TensorDictBase
+from torch.utils.data import DataLoader, IterableDataset
+from torchrl.data import ReplayBuffer
+
+from ooo_lightning.data.buffer import (
+    BufferInfo,
+    load_buffer,
+    make_replay_buffer,
+    sample_indices,
+    save_buffer,
+    select_transitions,
+)
+
+if TYPE_CHECKING:
+    from ooo_lightning.modules.base import RLModule
+
+log = logging.getLogger(__name__)
+
+
+class ReplayDataModule(LightningDataModule):
+    """Where the transitions come from: an offline dataset, a saved buffer, or nothing.
+
+    Args:
+        dataset: D4RL-layout HDF5 file with the offline data (phase 1).
+        buffer: a saved buffer folder (``<run>/buffer``), e.g. to re-run phase 3 alone.
+        generate_missing_dataset: create the point-mass-wall dataset at ``dataset`` when the
+            file does not exist (so the default job needs nothing else).
+        generated_episodes, generated_seed, generated_noise: settings of that generation.
+    """
+
+    def __init__(
+        self,
+        dataset: str | None = None,
+        buffer: str | None = None,
+        generate_missing_dataset: bool = False,
+        generated_episodes: int = 100,
+        generated_seed: int = 0,
+        generated_noise: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if dataset and buffer:
+            raise ValueError("set either data.dataset (an HDF5 file) or data.buffer (a saved buffer), not both")
+        self.dataset = dataset
+        self.buffer_path = buffer
+        self.generate_missing_dataset = generate_missing_dataset
+        self.generated_episodes = generated_episodes
+        self.generated_seed = generated_seed
+        self.generated_noise = generated_noise
+        self.replay: ReplayBuffer | None = None
+        self.info: BufferInfo | None = None
+
+    # --- construction -----------------------------------------------------------------
+    def attach(self, replay: ReplayBuffer, info: BufferInfo) -> None:
+        """Use an in-memory buffer (the pipeline hands the explorer's buffer to phase 3)."""
+        self.replay, self.info = replay, info
+
+    def setup(self, stage: str) -> None:
+        module: RLModule = self.trainer.lightning_module
+        if self.replay is None:
+            self.replay, self.info = self._build(module)
+        self._check_dims(module)
+        extra = module.online_capacity
+        if len(self.replay) + extra > self.info.capacity:
+            self._grow(len(self.replay) + extra)
+
+    def _build(self, module: RLModule) -> tuple[ReplayBuffer, BufferInfo]:
+        if self.buffer_path:
+            return load_buffer(self.buffer_path)
+        info = BufferInfo(
+            capacity=max(1, module.online_capacity),
+            num_offline=0,
+            num_online=0,
+            observation_dim=module.observation_dim,
+            action_dim=module.action_dim,
+            env_id=module.env_id,
+        )
+        if not self.dataset:
+            return make_replay_buffer(info.capacity), info
+        from ooo_lightning.data.d4rl import load_d4rl_hdf5, to_tensordict
+
+        path = Path(self.dataset)
+        if not path.exists() and self.generate_missing_dataset:
+            self._generate(path, module.env_id)
+        data = load_d4rl_hdf5(path, obs_dim=module.observation_dim, act_dim=module.action_dim)
+        td = to_tensordict(data)
+        info.num_offline = td.shape[0]
+        info.capacity = info.num_offline + max(0, module.online_capacity)
+        replay = make_replay_buffer(info.capacity)
+        replay.extend(select_transitions(td))
+        log.info("loaded %d offline transitions from %s", info.num_offline, path)
+        return replay, info
+
+    def _generate(self, path: Path, env_id: str) -> None:
+        from ooo_lightning.envs import POINT_MASS_WALL_ID
+        from ooo_lightning.envs.scripted import ensure_point_mass_wall_dataset
+
+        if env_id != POINT_MASS_WALL_ID:
+            raise FileNotFoundError(
+                f"offline dataset {path} does not exist, and only the {POINT_MASS_WALL_ID} dataset can be "
+                f"generated (the environment is {env_id!r}); give the path of an existing D4RL-layout HDF5 file."
+            )
+        ensure_point_mass_wall_dataset(
+            path, num_episodes=self.generated_episodes, seed=self.generated_seed, noise=self.generated_noise
+        )
+
+    def _check_dims(self, module: RLModule) -> None:
+        got = (self.info.observation_dim, self.info.action_dim)
+        want = (module.observation_dim, module.action_dim)
+        if got != want:
+            source = self.buffer_path or self.dataset or "the buffer"
+            raise ValueError(
+                f"{source} holds (observation, action) sizes {got} but environment {module.env_id!r} has {want}"
+            )
+
+    def _grow(self, capacity: int) -> None:
+        # A saved buffer is sized for what it held; an explorer resuming on it needs more room.
+        old = self.replay
+        new = make_replay_buffer(capacity)
+        if len(old):
+            new.extend(old.storage[torch.arange(len(old))])
+        self.replay = new
+        self.info.capacity = capacity
+
+    # --- use ----------------------------------------------------------------------------
+    def add_online(self, transitions: TensorDictBase) -> None:
+        self.replay.extend(select_transitions(transitions))
+        self.info.num_online += transitions.numel()
+
+    def save(self, path: str | Path) -> Path:
+        return save_buffer(self.replay, path, self.info)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            _StackedBatches(self, self.trainer.lightning_module), batch_size=None, num_workers=0, collate_fn=_as_is
+        )
+
+
+def _as_is(batch: TensorDictBase | None) -> TensorDictBase | None:
+    # The default conversion would treat a TensorDict as a dict of tensors and take it apart.
+    return batch
+
+
+class _StackedBatches(IterableDataset):
+    """Yields ``module.num_training_steps`` batches of shape [updates_per_step, batch_size]
+    (``None`` while the buffer is still empty, e.g. before the first online step)."""
+
+    def __init__(self, data: ReplayDataModule, module: RLModule) -> None:
+        self.data, self.module = data, module
+
+    def __len__(self) -> int:
+        return self.module.num_training_steps
+
+    def __iter__(self) -> Iterator[TensorDictBase | None]:
+        module, data = self.module, self.data
+        positives = torch.empty(0, dtype=torch.long)
+        scanned = 0
+        for _ in range(len(self)):
+            end = module.sampling_end(len(data.replay), data.info.num_offline)
+            if end <= 0:
+                yield None
+                continue
+            if module.positive_samples > 0 and end > scanned:
+                # Incremental scan: only the rows added since the last batch.
+                reward = data.replay.storage[torch.arange(scanned, end)].get(("next", "reward")).reshape(-1)
+                positives = torch.cat([positives, torch.nonzero(reward > 0).reshape(-1) + scanned])
+                scanned = end
+            idx = sample_indices(end, module.updates_per_step, module.batch_size, positives, module.positive_samples)
+            yield data.replay.storage[idx]

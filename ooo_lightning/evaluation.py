@@ -1,0 +1,84 @@
+"""Rollouts of a policy's mean action: mean return, its spread, and success rate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import ooo_lightning.envs  # noqa: F401  (registers the project's environments)
+
+
+@dataclass
+class EvalResult:
+    return_mean: float
+    return_std: float
+    success_rate: float
+    episodes: int
+    #: Online environment steps behind the evaluated policy (its data budget), set by the caller.
+    env_steps: int = 0
+    #: Environment steps spent by this evaluation itself.
+    eval_steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+    try:
+        return gym.make(env_id, **(env_kwargs or {}))
+    except gym.error.Error as err:
+        raise ValueError(
+            f"cannot make environment {env_id!r}: {err}. Project environments are "
+            f"{sorted(k for k in gym.registry if k.startswith('ooo/'))}; others must be registered "
+            "gymnasium ids."
+        ) from err
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy: nn.Module,
+    env_id: str,
+    episodes: int = 10,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    env_steps: int = 0,
+) -> EvalResult:
+    """Runs ``episodes`` episodes with ``policy.act(obs, deterministic=True)``.
+
+    Success is the environment's ``info["success"]`` (or ``info["is_success"]``) at any step.
+    """
+    env = make_env(env_id, env_kwargs)
+    device = next(policy.parameters()).device
+    was_training = policy.training
+    policy.eval()
+    returns, successes, steps = [], [], 0
+    try:
+        for episode in range(episodes):
+            obs, info = env.reset(seed=seed + episode)
+            total, success, done = 0.0, False, False
+            while not done:
+                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).unsqueeze(0)
+                action = policy.act(obs_t, deterministic=True).squeeze(0).cpu().numpy()
+                obs, reward, terminated, truncated, info = env.step(action)
+                total += float(reward)
+                success = success or bool(info.get("success", info.get("is_success", False)))
+                done = terminated or truncated
+                steps += 1
+            returns.append(total)
+            successes.append(success)
+    finally:
+        env.close()
+        policy.train(was_training)
+    return EvalResult(
+        return_mean=float(np.mean(returns)),
+        return_std=float(np.std(returns)),
+        success_rate=float(np.mean(successes)),
+        episodes=episodes,
+        env_steps=env_steps,
+        eval_steps=steps,
+    )

@@ -1,0 +1,123 @@
+"""Random Network Distillation (Burda et al., 2018) as a per-batch exploration bonus."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from ooo_lightning.networks import mlp
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean/variance (parallel Welford update), kept in buffers so it checkpoints."""
+
+    def __init__(self, shape: Sequence[int] = (), epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        # Starts at epsilon (not 0) so the first update is a well-defined weighted average.
+        self.register_buffer("count", torch.tensor(epsilon))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean.add_(delta * (n / total))
+        m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.var.clamp_min(1e-8).sqrt()
+
+
+class ExplorationBonus(nn.Module):
+    """Interface of a bonus: ``compute(batch)`` -> (per-sample bonus [B], training loss or None)."""
+
+    learning_rate: float = 1e-4
+
+    def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+class RNDBonus(ExplorationBonus):
+    """Prediction error of a trained predictor against a frozen random target network.
+
+    The bonus is recomputed for every sampled batch (it falls as the predictor learns), on the
+    next observation normalised by running statistics and clipped, and divided by the running
+    std of the bonus so that ``bonus_scale`` in the module means the same on every task.
+
+    Args:
+        observation_dim: size of the observation.
+        hidden_dims: hidden layers of predictor and target.
+        embedding_dim: output size of predictor and target.
+        learning_rate: Adam learning rate of the predictor.
+        update_fraction: share of each batch the predictor trains on (keeps the bonus from
+            collapsing too fast on the states of one batch).
+        observation_clip: clip of the normalised observation.
+        error_reduction: per-sample error over features, ``max`` (the paper's code) or ``mean``.
+        observation_key: which batch entry is the state to score.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        *,
+        hidden_dims: Sequence[int] = (512,),
+        embedding_dim: int = 512,
+        learning_rate: float = 1e-4,
+        update_fraction: float = 0.25,
+        observation_clip: float = 5.0,
+        error_reduction: Literal["max", "mean"] = "max",
+        observation_key: str | tuple[str, ...] = ("next", "observation"),
+    ) -> None:
+        super().__init__()
+        if not 0.0 < update_fraction <= 1.0:
+            raise ValueError(f"update_fraction must be in (0, 1], got {update_fraction}")
+        self.predictor = mlp(observation_dim, embedding_dim, hidden_dims)
+        self.target = mlp(observation_dim, embedding_dim, hidden_dims).requires_grad_(False)
+        self.observation_stats = RunningMeanStd((observation_dim,))
+        self.error_stats = RunningMeanStd(())
+        self.learning_rate = learning_rate
+        self.update_fraction = update_fraction
+        self.observation_clip = observation_clip
+        self.error_reduction = error_reduction
+        self.observation_key = tuple(observation_key) if isinstance(observation_key, list) else observation_key
+
+    def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        z = (obs - self.observation_stats.mean) / self.observation_stats.std
+        return z.clamp(-self.observation_clip, self.observation_clip)
+
+    def _reduce(self, sq_err: torch.Tensor) -> torch.Tensor:
+        return sq_err.amax(-1) if self.error_reduction == "max" else sq_err.mean(-1)
+
+    def raw_error(self, obs: torch.Tensor) -> torch.Tensor:
+        """Unnormalised per-sample prediction error (for plots and tests)."""
+        with torch.no_grad():
+            z = self._normalise(obs)
+            return self._reduce((self.predictor(z) - self.target(z)).pow(2))
+
+    def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        obs = batch.get(self.observation_key)
+        if update:
+            self.observation_stats.update(obs)
+        z = self._normalise(obs)
+        with torch.no_grad():
+            target = self.target(z)
+            error = self._reduce((self.predictor(z) - target).pow(2))
+            if update:
+                self.error_stats.update(error)
+            bonus = error / self.error_stats.std
+        if not update:
+            return bonus, None
+        # The batch is already a uniform sample, so its first rows are a random subset.
+        n = max(1, int(round(obs.shape[0] * self.update_fraction)))
+        loss = (self.predictor(z[:n]) - target[:n]).pow(2).mean()
+        return bonus, loss

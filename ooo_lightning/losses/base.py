@@ -1,0 +1,91 @@
+"""What a Lightning module needs from a loss: named terms, grouped in update stages.
+
+A loss owns its networks (the TorchRL way) and returns named loss terms. Terms that may be
+back-propagated together form a *stage*; stages run in order, each followed by one
+optimiser step per term, so an algorithm can say "update V first, then actor and Q with the
+new V" (IQL) without the module knowing anything about IQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+
+NestedKey = str | tuple[str, ...]
+
+
+@dataclass
+class LossKeys:
+    """Where a loss reads its inputs in a batch; TorchRL's names by default."""
+
+    observation: NestedKey = "observation"
+    action: NestedKey = "action"
+    next_observation: NestedKey = ("next", "observation")
+    reward: NestedKey = ("next", "reward")
+    terminated: NestedKey = ("next", "terminated")
+    # Optional: a scaled exploration bonus, added to the TD target after any Q clipping.
+    intrinsic_reward: NestedKey = ("next", "intrinsic_reward")
+
+
+class ActorCriticLoss(nn.Module):
+    """Base class of the losses; see the module docstring for the stage contract."""
+
+    #: Terms per stage, e.g. ``(("value",), ("actor", "qvalue"))``.
+    stages: tuple[tuple[str, ...], ...] = ()
+
+    def __init__(self, keys: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.keys = LossKeys()
+        if keys:
+            self.set_keys(**keys)
+
+    def set_keys(self, **kwargs: Any) -> None:
+        valid = {f.name for f in fields(LossKeys)}
+        for name, value in kwargs.items():
+            if name not in valid:
+                raise ValueError(f"unknown loss key {name!r}; valid keys are {sorted(valid)}")
+            setattr(self.keys, name, tuple(value) if isinstance(value, list) else value)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(t for stage in self.stages for t in stage)
+
+    # --- to implement -----------------------------------------------------------------
+    @property
+    def policy(self) -> nn.Module:
+        """The actor; must provide ``act(observation, deterministic) -> action``."""
+        raise NotImplementedError
+
+    def term_parameters(self, term: str) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def term_learning_rate(self, term: str) -> float:
+        raise NotImplementedError
+
+    def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Loss terms of ``stage``. ``cache`` carries tensors from earlier stages of the same
+        batch (and diagnostics, under ``metric/...`` names, that the module may log)."""
+        raise NotImplementedError
+
+    def after_stage(self, stage: int) -> None:
+        """Called after the optimiser steps of ``stage`` (e.g. a target-network update)."""
+
+    # --- shared -------------------------------------------------------------------------
+    def forward(self, batch: TensorDictBase) -> TensorDict:
+        """All terms on one batch with the current parameters (no update in between)."""
+        cache: dict[str, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
+        for stage in range(len(self.stages)):
+            for term, value in self.stage_losses(stage, batch, cache).items():
+                out[f"loss_{term}"] = value
+        return TensorDict(out, batch_size=[])
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging, one fused op over all tensors: target <- target + tau (source - target)."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

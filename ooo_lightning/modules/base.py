@@ -1,0 +1,232 @@
+"""What the explorer and exploiter modules share: the update loop over a staged loss,
+reward shaping, periodic evaluation, throttled logging and the non-finite-loss stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+from lightning.pytorch import LightningModule
+from tensordict import TensorDictBase
+
+from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
+from ooo_lightning.losses.base import ActorCriticLoss
+
+LossFactory = Callable[[int, int], ActorCriticLoss]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/inf; raised before the optimiser step, so no weight is corrupted."""
+
+
+class RLModule(LightningModule):
+    """Base of ``ExplorerModule`` and ``ExploiterModule`` (see their docstrings for the args).
+
+    One training step = ``updates_per_step`` gradient updates on a stacked batch from
+    ``ReplayDataModule``. Logging happens every ``log_every`` training steps only: a
+    ``self.log`` call costs about as much as a tenth of an update.
+    """
+
+    phase = "train"
+
+    def __init__(
+        self,
+        env: str,
+        loss: LossFactory,
+        *,
+        env_kwargs: dict[str, Any] | None = None,
+        batch_size: int = 256,
+        updates_per_step: int = 8,
+        reward_scale: float = 1.0,
+        reward_bias: float = 0.0,
+        positive_samples: int = 0,
+        eval_every: int = 500,
+        eval_episodes: int = 10,
+        log_every: int = 25,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        if updates_per_step < 1 or batch_size < 1:
+            raise ValueError("updates_per_step and batch_size must be >= 1")
+        if not 0 <= positive_samples < batch_size:
+            raise ValueError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
+        self.env_id = env
+        self.env_kwargs = dict(env_kwargs or {})
+        probe = make_env(env, self.env_kwargs)
+        if not isinstance(probe.action_space, gym.spaces.Box) or len(probe.observation_space.shape or ()) != 1:
+            raise ValueError(f"{env}: needs a flat Box observation space and a Box action space")
+        self.observation_dim = int(probe.observation_space.shape[0])
+        self.action_dim = int(probe.action_space.shape[0])
+        probe.close()
+        self.loss = loss(self.observation_dim, self.action_dim)
+        if not isinstance(self.loss, ActorCriticLoss):
+            raise TypeError(f"loss must build an ActorCriticLoss, got {type(self.loss).__name__}")
+        self.batch_size = batch_size
+        self.updates_per_step = updates_per_step
+        self.reward_scale = reward_scale
+        self.reward_bias = reward_bias
+        self.positive_samples = positive_samples
+        self.eval_every = eval_every
+        self.eval_episodes = eval_episodes
+        self.log_every = log_every
+        self.seed = seed
+        self.num_updates = 0
+        self.last_eval: EvalResult | None = None
+        self._check_every_update = True
+
+    # --- what the data module asks ------------------------------------------------------
+    @property
+    def num_training_steps(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def online_capacity(self) -> int:
+        """Transitions this module will add to the buffer."""
+        return 0
+
+    def sampling_end(self, buffer_len: int, num_offline: int) -> int:
+        """Sample from storage indices [0, end)."""
+        return buffer_len
+
+    @property
+    def env_steps(self) -> int:
+        """Online environment steps behind the current policy."""
+        return 0
+
+    # --- Lightning hooks -----------------------------------------------------------------
+    def optimizer_specs(self) -> list[tuple[str, list[torch.nn.Parameter], float]]:
+        """(name, parameters, learning rate) of every optimiser, one per loss term."""
+        return [(t, self.loss.term_parameters(t), self.loss.term_learning_rate(t)) for t in self.loss.terms]
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        # Fused Adam kernels exist for CPU and CUDA in torch 2.14; one optimiser per term.
+        specs = self.optimizer_specs()
+        self._optimizer_names = [name for name, _, _ in specs]
+        return [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
+
+    def on_fit_start(self) -> None:
+        # A .item() per update forces a device sync; on accelerators check at log steps only.
+        self._check_every_update = self.device.type == "cpu"
+        self._t_start = time.perf_counter()
+        self._updates_at_start = self.num_updates
+
+    def training_step(self, batch: TensorDictBase | None, batch_idx: int) -> None:
+        self.before_updates(batch_idx)
+        metrics: dict[str, torch.Tensor] = {}
+        if batch is not None:
+            optimizers = self.optimizers()
+            if not isinstance(optimizers, list):
+                optimizers = [optimizers]
+            by_term = dict(zip(self._optimizer_names, optimizers))
+            for k in range(batch.shape[0]):
+                metrics = self.update(batch[k], by_term, batch_idx)
+        last = batch_idx + 1 == self.num_training_steps
+        if batch_idx % self.log_every == 0 or last:
+            self._log_step(metrics, batch_idx)
+        if self.eval_every > 0 and ((batch_idx + 1) % self.eval_every == 0 or last):
+            self.run_evaluation()
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Module-specific values logged with the losses (e.g. online episode statistics)."""
+        return {}
+
+    def before_updates(self, batch_idx: int) -> None:
+        """Hook for work before the updates of a step (the explorer collects here)."""
+
+    def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """Task-reward shaping shared by both modules: r <- (r + bias) * scale.
+        Returns the batch and extra losses to optimise (none here)."""
+        if self.reward_bias != 0.0 or self.reward_scale != 1.0:
+            reward = batch.get(("next", "reward"))
+            batch.set(("next", "reward"), (reward + self.reward_bias) * self.reward_scale)
+        return batch, {}
+
+    def update(self, batch: TensorDictBase, optimizers: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        batch, extra = self.prepare_batch(batch)
+        losses: dict[str, torch.Tensor] = {}
+        cache: dict[str, torch.Tensor] = {}
+        for stage, terms in enumerate(self.loss.stages):
+            stage_losses = self.loss.stage_losses(stage, batch, cache)
+            total = sum(stage_losses.values())
+            self._check_finite(total, stage_losses, batch_idx)
+            for term in terms:
+                optimizers[term].zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            for term in terms:
+                optimizers[term].step()
+            self.loss.after_stage(stage)
+            losses.update(stage_losses)
+        for name, value in extra.items():
+            self._check_finite(value, {name: value}, batch_idx)
+            optimizers[name].zero_grad(set_to_none=True)
+            self.manual_backward(value)
+            optimizers[name].step()
+            losses[name] = value
+        self.num_updates += 1
+        metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
+        metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
+        return metrics
+
+    # --- helpers ------------------------------------------------------------------------
+    def _check_finite(self, total: torch.Tensor, terms: dict[str, torch.Tensor], batch_idx: int, force: bool = False) -> None:
+        if not (self._check_every_update or force):
+            return
+        if bool(torch.isfinite(total)):
+            return
+        bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
+        ckpt_dir = None
+        if self._trainer is not None and self.trainer.checkpoint_callback is not None:
+            ckpt_dir = self.trainer.checkpoint_callback.dirpath
+        raise NonFiniteLossError(
+            f"{self.phase}: non-finite loss {bad} at update {self.num_updates} (training step {batch_idx}). "
+            f"Training stopped before the optimiser step; the last good checkpoint is in {ckpt_dir}. "
+            "Lower the learning rates, check the rewards for NaN, or set reward_scale smaller."
+        )
+
+    def _log_step(self, metrics: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if not self._check_every_update:
+            for name, value in metrics.items():
+                if name.startswith("loss/"):
+                    self._check_finite(value, {name: value}, batch_idx, force=True)
+        elapsed = time.perf_counter() - self._t_start
+        metrics = dict(metrics)
+        metrics["progress/updates"] = float(self.num_updates)
+        metrics["progress/env_steps"] = float(self.env_steps)
+        metrics["progress/updates_per_s"] = (self.num_updates - self._updates_at_start) / max(elapsed, 1e-9)
+        metrics.update(self.extra_metrics())
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self.batch_size)
+
+    def run_evaluation(self, episodes: int | None = None, seed: int | None = None) -> EvalResult:
+        result = evaluate_policy(
+            self.loss.policy,
+            self.env_id,
+            episodes=episodes or self.eval_episodes,
+            seed=(self.seed + 1_000_000) if seed is None else seed,
+            env_kwargs=self.env_kwargs,
+            env_steps=self.env_steps,
+        )
+        self.last_eval = result
+        if self._trainer is not None:
+            self.log_dict(
+                {
+                    "eval/return_mean": result.return_mean,
+                    "eval/success_rate": result.success_rate,
+                    "eval/updates": float(self.num_updates),
+                    "eval/env_steps": float(self.env_steps),
+                },
+                on_step=True,
+                on_epoch=False,
+                batch_size=self.batch_size,
+                prog_bar=False,
+            )
+        return result
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ooo_num_updates"] = self.num_updates
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.num_updates = checkpoint.get("ooo_num_updates", 0)

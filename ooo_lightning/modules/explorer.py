@@ -1,0 +1,191 @@
+"""Phases 1 and 2 of OOO: offline pre-training and online fine-tuning of the explorer."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from ooo_lightning.exploration.rnd import ExplorationBonus
+from ooo_lightning.modules.base import LossFactory, RLModule
+
+BonusFactory = Callable[[int], ExplorationBonus]
+
+
+class _SamplingActor(nn.Module):
+    """The policy's stochastic action, the form a TorchRL collector calls."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.policy.act(observation, deterministic=False)
+
+
+def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any]):
+    import ooo_lightning.envs  # noqa: F401  (registration in the collector's process too)
+    from torchrl.envs import GymEnv
+
+    return GymEnv(env_id, **env_kwargs)
+
+
+class ExplorerModule(RLModule):
+    """The exploration agent: its loss plus an exploration bonus on the reward.
+
+    The first ``offline_updates`` gradient updates use the offline data only (phase 1). Then
+    each training step collects ``updates_per_step / utd_ratio`` environment steps with a
+    TorchRL collector running the policy's stochastic action, appends them to the replay
+    buffer, and makes ``updates_per_step`` updates on batches from the whole buffer (phase 2),
+    until ``online_steps`` environment steps have been collected.
+
+    Args:
+        env: gymnasium id of the task (e.g. ``ooo/PointMassWall-v0``).
+        loss: the loss, given by ``class_path`` (e.g. ``ooo_lightning.losses.IQLLoss``); it is
+            built with the environment's observation and action sizes.
+        bonus: exploration bonus by ``class_path`` (e.g. ``ooo_lightning.exploration.RNDBonus``),
+            or null for none.
+        bonus_scale: weight of the bonus in the reward; 0 turns the bonus off entirely (the
+            standard fine-tuning baseline).
+        offline_updates: gradient updates of phase 1.
+        online_steps: environment steps of phase 2.
+        utd_ratio: gradient updates per environment step in phase 2.
+        env_kwargs: keyword arguments of ``gymnasium.make``.
+        batch_size: transitions per gradient update.
+        updates_per_step: gradient updates per Lightning training step (amortises overhead).
+        reward_scale, reward_bias: task reward r becomes (r + bias) * scale before the loss.
+        positive_samples: samples per batch drawn from rewarding transitions (0: uniform).
+        eval_every: training steps between evaluations (0: only at the end).
+        eval_episodes: episodes per evaluation.
+        log_every: training steps between log entries.
+        seed: seed of the collector's environment and of the evaluations.
+    """
+
+    def __init__(
+        self,
+        env: str,
+        loss: LossFactory,
+        *,
+        bonus: BonusFactory | None = None,
+        bonus_scale: float = 10.0,
+        offline_updates: int = 5000,
+        online_steps: int = 20000,
+        utd_ratio: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(env, loss, **kwargs)
+        if utd_ratio < 1 or self.updates_per_step % utd_ratio:
+            raise ValueError(f"updates_per_step ({self.updates_per_step}) must be a multiple of utd_ratio ({utd_ratio})")
+        self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
+        self.bonus_scale = bonus_scale
+        self.offline_updates = offline_updates
+        self.online_steps = online_steps
+        self.utd_ratio = utd_ratio
+        self.frames_per_step = self.updates_per_step // utd_ratio
+        self.offline_training_steps = math.ceil(offline_updates / self.updates_per_step)
+        self.online_training_steps = math.ceil(online_steps / self.frames_per_step)
+        self.phase = "explorer offline"
+        self.collected_steps = 0
+        self._collector = None
+        self._collector_iter = None
+        self._episode_return = 0.0
+        self._episode_success = False
+        self._recent_returns: deque[float] = deque(maxlen=20)
+        self._recent_successes: deque[bool] = deque(maxlen=20)
+        self.online_episodes = 0
+        self.online_goal_episodes = 0
+
+    # --- what the data module asks ------------------------------------------------------
+    @property
+    def num_training_steps(self) -> int:
+        return self.offline_training_steps + self.online_training_steps
+
+    @property
+    def online_capacity(self) -> int:
+        return self.online_training_steps * self.frames_per_step
+
+    @property
+    def env_steps(self) -> int:
+        return self.collected_steps
+
+    def optimizer_specs(self):
+        specs = super().optimizer_specs()
+        if self.bonus is not None:
+            specs.append(("bonus", list(self.bonus.predictor.parameters()), self.bonus.learning_rate))
+        return specs
+
+    # --- phases -------------------------------------------------------------------------
+    def before_updates(self, batch_idx: int) -> None:
+        if batch_idx < self.offline_training_steps:
+            self.phase = "explorer offline"
+            return
+        self.phase = "explorer online"
+        if self._collector_iter is None:
+            self._start_collector()
+        frames = next(self._collector_iter)
+        self.trainer.datamodule.add_online(frames)
+        self._track_episodes(frames)
+
+    def _start_collector(self) -> None:
+        from torchrl.collectors import Collector
+
+        policy = TensorDictModule(_SamplingActor(self.loss.policy), in_keys=["observation"], out_keys=["action"])
+        self._collector = Collector(
+            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs),
+            policy=policy,
+            frames_per_batch=self.frames_per_step,
+            total_frames=-1,
+            device=self.device,
+            storing_device="cpu",
+            env_device="cpu",
+            auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
+        )
+        self._collector.set_seed(self.seed)
+        self._collector_iter = iter(self._collector)
+
+    def _track_episodes(self, frames: TensorDictBase) -> None:
+        rewards = frames.get(("next", "reward")).reshape(-1).tolist()
+        dones = frames.get(("next", "done")).reshape(-1).tolist()
+        self.collected_steps += len(rewards)
+        for reward, done in zip(rewards, dones):
+            self._episode_return += reward
+            self._episode_success = self._episode_success or reward > 0
+            if done:
+                self._recent_returns.append(self._episode_return)
+                self._recent_successes.append(self._episode_success)
+                self.online_episodes += 1
+                self.online_goal_episodes += int(self._episode_success)
+                self._episode_return, self._episode_success = 0.0, False
+
+    def on_train_end(self) -> None:
+        if self._collector is not None:
+            self._collector.shutdown()
+            self._collector, self._collector_iter = None, None
+
+    # --- update -------------------------------------------------------------------------
+    def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        batch, extra = super().prepare_batch(batch)
+        if self.bonus is not None:
+            bonus, bonus_loss = self.bonus.compute(batch)
+            batch.set(("next", "intrinsic_reward"), (self.bonus_scale * bonus).unsqueeze(-1))
+            extra["bonus"] = bonus_loss
+            self._last_bonus_mean = bonus.mean()
+        return batch, extra
+
+    def extra_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.bonus is not None and hasattr(self, "_last_bonus_mean"):
+            out["train/bonus_mean"] = float(self._last_bonus_mean)
+        if self._recent_returns:
+            out["online/episode_return"] = sum(self._recent_returns) / len(self._recent_returns)
+            out["online/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
+            out["online/episodes"] = float(self.online_episodes)
+            out["online/goal_episodes"] = float(self.online_goal_episodes)
+        return out

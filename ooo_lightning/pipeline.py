@@ -1,0 +1,166 @@
+"""Chains the OOO phases, one ``Trainer.fit`` each, and writes the run's report.
+
+Run directory layout::
+
+    <run_dir>/config.yaml            resolved config of the command
+    <run_dir>/explorer/              metrics.csv, TensorBoard events, checkpoints/
+    <run_dir>/buffer/                the replay buffer (offline + every online transition)
+    <run_dir>/exploiter/             metrics.csv, TensorBoard events, checkpoints/
+    <run_dir>/results.json           one entry per evaluated policy
+    <run_dir>/plots/*.png            learning curves, visited states
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from ooo_lightning.callbacks import PhaseProgressBar
+from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.evaluation import EvalResult, evaluate_policy
+from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
+
+log = logging.getLogger(__name__)
+
+TrainerFactory = Callable[..., Trainer]
+
+
+class OOOPipeline(LightningModule):
+    """A whole OOO run: ``explorer`` (phases 1 and 2) then ``exploiter`` (phase 3), both
+    evaluated at the end on the same ``final_eval_episodes`` episodes.
+
+    This module is a container for the configuration; ``ooo-lightning fit`` runs each of
+    its phases with a Trainer of its own.
+
+    Args:
+        explorer: the exploration agent (``ExplorerModule``).
+        exploiter: the exploitation agent (``ExploiterModule``), trained from scratch on the
+            explorer's buffer.
+        final_eval_episodes: episodes of the final evaluation of each policy.
+        eval_seed: seed of the first final-evaluation episode (episode i uses eval_seed + i).
+    """
+
+    def __init__(
+        self,
+        explorer: ExplorerModule,
+        exploiter: ExploiterModule,
+        final_eval_episodes: int = 50,
+        eval_seed: int = 10_000,
+    ) -> None:
+        super().__init__()
+        if explorer.env_id != exploiter.env_id:
+            raise ValueError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
+        self.explorer = explorer
+        self.exploiter = exploiter
+        self.final_eval_episodes = final_eval_episodes
+        self.eval_seed = eval_seed
+
+
+def unique_run_dir(path: str | Path) -> Path:
+    """``path`` if it is new or empty, else ``path-v1``, ``path-v2``...: a re-run never
+    overwrites the results of an earlier one."""
+    path = Path(path)
+    if not path.exists() or not any(path.iterdir()):
+        return path
+    version = 1
+    while Path(f"{path}-v{version}").exists():
+        version += 1
+    return Path(f"{path}-v{version}")
+
+
+class PhaseRunner:
+    """Fits the phases of a run, each with its own Trainer, logs and checkpoints."""
+
+    def __init__(self, run_dir: str | Path, make_trainer: TrainerFactory, final_eval_episodes: int = 50, eval_seed: int = 10_000) -> None:
+        self.run_dir = Path(run_dir)
+        self.make_trainer = make_trainer
+        self.final_eval_episodes = final_eval_episodes
+        self.eval_seed = eval_seed
+        self.results: dict[str, Any] = {}
+
+    def _trainer(self, phase: str) -> Trainer:
+        phase_dir = self.run_dir / phase
+        checkpoint = ModelCheckpoint(
+            dirpath=phase_dir / "checkpoints",
+            filename="step{step}",
+            save_last=True,
+            train_time_interval=timedelta(minutes=2),
+            save_top_k=-1,
+        )
+        return self.make_trainer(
+            default_root_dir=str(phase_dir),
+            max_epochs=1,
+            logger=[
+                CSVLogger(self.run_dir, name=phase, version=""),
+                TensorBoardLogger(self.run_dir, name=phase, version="", default_hp_metric=False),
+            ],
+            callbacks=[PhaseProgressBar(), checkpoint],
+            enable_checkpointing=True,
+        )
+
+    def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> EvalResult:
+        trainer = self._trainer(phase)
+        trainer.fit(module, datamodule=data)
+        result = evaluate_policy(
+            module.loss.policy,
+            module.env_id,
+            episodes=self.final_eval_episodes,
+            seed=self.eval_seed,
+            env_kwargs=module.env_kwargs,
+            env_steps=module.env_steps,
+        )
+        self.results[phase] = result.to_dict()
+        self.write_results()
+        log.info("%s: %s", phase, result)
+        return result
+
+    def run_explorer(self, explorer: ExplorerModule, data: ReplayDataModule) -> EvalResult:
+        result = self.fit("explorer", explorer, data)
+        data.save(self.run_dir / "buffer")
+        self._plot_visits(data, explorer.env_id)
+        return result
+
+    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule) -> EvalResult:
+        return self.fit("exploiter", exploiter, data)
+
+    def run_pipeline(self, pipeline: OOOPipeline, data: ReplayDataModule) -> dict[str, Any]:
+        self.run_explorer(pipeline.explorer, data)
+        # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
+        exploit_data = ReplayDataModule()
+        exploit_data.attach(data.replay, data.info)
+        self.run_exploiter(pipeline.exploiter, exploit_data)
+        return self.results
+
+    def _plot_visits(self, data: ReplayDataModule, env_id: str) -> None:
+        from ooo_lightning.envs import POINT_MASS_WALL_ID
+        from ooo_lightning.plots import plot_point_mass_visits
+
+        if env_id == POINT_MASS_WALL_ID:
+            plot_point_mass_visits(data.replay, data.info, self.run_dir / "plots" / "visited_states.png")
+
+    def write_results(self) -> Path:
+        from ooo_lightning.plots import plot_learning_curves
+
+        path = self.run_dir / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.results, indent=2))
+        plot_learning_curves(self.run_dir)
+        return path
+
+
+def format_results_table(results: dict[str, Any]) -> str:
+    """A plain-text table of results.json's entries."""
+    header = f"{'policy':<12} {'success':>8} {'return':>16} {'episodes':>9} {'env_steps':>10}"
+    lines = [header, "-" * len(header)]
+    for name, r in results.items():
+        ret = f"{r['return_mean']:.2f} +- {r['return_std']:.2f}"
+        lines.append(f"{name:<12} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Pictures of a run: learning curves from the CSV logs, and where the states were."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs are headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchrl.data import ReplayBuffer  # noqa: E402
+
+from ooo_lightning.data.buffer import BufferInfo  # noqa: E402
+
+
+def read_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per metric: (row index order) values with the row's step, NaN rows dropped later."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            columns.setdefault(key, []).append(float(value) if value not in ("", None) else math.nan)
+    return {k: np.asarray(v, dtype=float) for k, v in columns.items()}
+
+
+def _series(metrics: dict[str, np.ndarray], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    if x_key not in metrics or y_key not in metrics:
+        return np.empty(0), np.empty(0)
+    x, y = metrics[x_key], metrics[y_key]
+    keep = ~np.isnan(x) & ~np.isnan(y)
+    return x[keep], y[keep]
+
+
+def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] = ("explorer", "exploiter")) -> Path | None:
+    """Evaluation success/return against gradient updates for each phase, and the explorer's
+    online episodes against environment steps. Written to ``<run_dir>/plots/learning_curves.png``."""
+    run_dir = Path(run_dir)
+    logs = {p: run_dir / p / "metrics.csv" for p in phases if (run_dir / p / "metrics.csv").is_file()}
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for phase, path in logs.items():
+        m = read_metrics(path)
+        for ax, key, label in ((axes[0], "eval/success_rate", "success rate"), (axes[1], "eval/return_mean", "return")):
+            x, y = _series(m, "eval/updates", key)
+            if len(x):
+                ax.plot(x, y, marker="o", ms=3, label=phase)
+            ax.set_xlabel("gradient updates")
+            ax.set_ylabel(f"evaluation {label} (mean action)")
+        x, y = _series(m, "progress/env_steps", "online/success_rate")
+        if len(x):
+            axes[2].plot(x, y, label=f"{phase}: success (last 20 episodes)")
+            x2, y2 = _series(m, "progress/env_steps", "online/goal_episodes")
+            if len(x2):
+                twin = axes[2].twinx()
+                twin.plot(x2, y2, color="tab:red", ls="--", label="episodes that reached the goal")
+                twin.set_ylabel("episodes that reached the goal (cumulative)", color="tab:red")
+    axes[0].set_title("evaluation success rate")
+    axes[1].set_title("evaluation return")
+    axes[2].set_title("online collection (explorer, stochastic policy)")
+    axes[2].set_xlabel("online environment steps")
+    axes[2].set_ylabel("success rate")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / "plots" / "learning_curves.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, bins: int = 60) -> Path:
+    """Heat maps of the states visited offline and online on point-mass-wall, with the wall,
+    start and goal drawn."""
+    from ooo_lightning.envs import point_mass_wall as pmw
+
+    obs = buffer.storage[torch.arange(len(buffer))].get("observation").numpy()
+    offline, online = obs[: info.num_offline], obs[info.num_offline :]
+    extent = (*pmw.X_BOUNDS, *pmw.Y_BOUNDS)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
+    for ax, states, title in ((axes[0], offline, "offline dataset"), (axes[1], online, "online (explorer)")):
+        hist, _, _ = np.histogram2d(
+            states[:, 0], states[:, 1], bins=bins, range=[list(pmw.X_BOUNDS), list(pmw.Y_BOUNDS)]
+        )
+        ax.imshow(np.log1p(hist.T), origin="lower", extent=extent, cmap="viridis", aspect="auto")
+        (x0, y0), (x1, y1) = pmw.WALL
+        ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall")
+        ax.add_patch(plt.Circle(pmw.GOAL, pmw.GOAL_RADIUS, color="red", fill=False, lw=2, label="goal"))
+        ax.plot(*pmw.START, marker="*", color="orange", ms=12, ls="", label="start")
+        ax.set_title(f"{title}: {len(states)} states")
+        ax.set_xlabel("x")
+        ax.set_xlim(pmw.X_BOUNDS)
+        ax.set_ylim(pmw.Y_BOUNDS)
+    axes[0].set_ylabel("y")
+    axes[1].legend(loc="upper right", fontsize=8)
+    fig.suptitle("visited states, log(1 + count)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
