@@ -1,0 +1,163 @@
+"""Gradient updates per second of the explorer's update, through Lightning, against a
+hand-written plain-PyTorch loop of the same networks and update, in the same process.
+
+    python benchmarks/throughput.py --loss iql --rnd --seconds 20
+
+Random data with 17-d observations and 6-d actions (HalfCheetah-v5's sizes), batch 256,
+256x256 networks (RND: 512-512). The last line is ``updates_per_s=<float>`` (Lightning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from functools import partial
+
+import torch
+from lightning.pytorch import Callback, Trainer
+from tensordict import TensorDict
+
+from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer, sample_indices
+from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.exploration import RNDBonus
+from ooo_lightning.losses import IQLLoss
+from ooo_lightning.modules import ExplorerModule
+
+ENV = "HalfCheetah-v5"  # 17-d observation, 6-d action
+LOSSES = {"iql": IQLLoss}
+
+
+def random_transitions(n: int, obs_dim: int, act_dim: int) -> TensorDict:
+    g = torch.Generator().manual_seed(0)
+    return TensorDict(
+        {
+            "observation": torch.randn(n, obs_dim, generator=g),
+            "action": torch.rand(n, act_dim, generator=g) * 2 - 1,
+            ("next", "observation"): torch.randn(n, obs_dim, generator=g),
+            ("next", "reward"): torch.randn(n, 1, generator=g),
+            ("next", "terminated"): torch.rand(n, 1, generator=g) < 0.01,
+            ("next", "truncated"): torch.zeros(n, 1, dtype=torch.bool),
+            ("next", "done"): torch.zeros(n, 1, dtype=torch.bool),
+        },
+        batch_size=[n],
+    )
+
+
+def make_module(args: argparse.Namespace) -> ExplorerModule:
+    return ExplorerModule(
+        ENV,
+        partial(LOSSES[args.loss]),
+        bonus=partial(RNDBonus) if args.rnd else None,
+        bonus_scale=1.0 if args.rnd else 0.0,
+        offline_updates=10**9,
+        online_steps=0,
+        batch_size=args.batch_size,
+        updates_per_step=args.updates_per_step,
+        eval_every=0,
+        log_every=args.log_every,
+    )
+
+
+def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
+    """The same loss and bonus modules driven by a bare loop: sample, stage by stage
+    forward/backward/step, target update. No Lightning, no replay-buffer object."""
+    module = make_module(args)
+    loss, bonus = module.loss, module.bonus
+    opts = {t: torch.optim.Adam(loss.term_parameters(t), lr=loss.term_learning_rate(t), fused=True) for t in loss.terms}
+    if bonus is not None:
+        opts["bonus"] = torch.optim.Adam(bonus.predictor.parameters(), lr=bonus.learning_rate, fused=True)
+    n = data.shape[0]
+
+    def update() -> None:
+        batch = data[torch.randint(0, n, (args.batch_size,))]
+        if bonus is not None:
+            b, bonus_loss = bonus.compute(batch)
+            batch.set(("next", "intrinsic_reward"), b.unsqueeze(-1))
+            opts["bonus"].zero_grad(set_to_none=True)
+            bonus_loss.backward()
+            opts["bonus"].step()
+        cache: dict = {}
+        for stage, terms in enumerate(loss.stages):
+            total = sum(loss.stage_losses(stage, batch, cache).values())
+            for t in terms:
+                opts[t].zero_grad(set_to_none=True)
+            total.backward()
+            for t in terms:
+                opts[t].step()
+            loss.after_stage(stage)
+
+    for _ in range(20):  # warm-up
+        update()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        update()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+class _Clock(Callback):
+    """Counts updates between the end of the warm-up steps and the end of fit."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.start: float | None = None
+        self.start_updates = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 == self.warmup_steps:
+            self.start, self.start_updates = time.perf_counter(), pl_module.num_updates
+
+    def rate(self, pl_module) -> float:
+        return (pl_module.num_updates - self.start_updates) / (time.perf_counter() - self.start)
+
+
+def lightning_path(args: argparse.Namespace, data: TensorDict) -> float:
+    module = make_module(args)
+    replay = make_replay_buffer(data.shape[0])
+    replay.extend(data)
+    dm = ReplayDataModule()
+    dm.attach(replay, BufferInfo(data.shape[0], data.shape[0], 0, module.observation_dim, module.action_dim, ENV))
+    clock = _Clock(warmup_steps=3)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        max_time={"seconds": args.seconds + 2},
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=True,
+        log_every_n_steps=1,
+        callbacks=[clock],
+    )
+    trainer.fit(module, datamodule=dm)
+    return clock.rate(module)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--loss", choices=sorted(LOSSES), default="iql")
+    p.add_argument("--rnd", action="store_true", help="add the RND bonus (explorer update)")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--updates-per-step", type=int, default=8)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--buffer-size", type=int, default=100_000)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    import ooo_lightning.envs  # noqa: F401
+
+    data = random_transitions(args.buffer_size, 17, 6)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}")
+    plain = plain_pytorch(args, data)
+    print(f"plain_pytorch_updates_per_s={plain:.1f}")
+    light = lightning_path(args, data)
+    print(f"lightning_updates_per_s={light:.1f}")
+    print(f"ratio_lightning_over_plain={light / plain:.3f}")
+    print(f"updates_per_s={light:.1f}")
+
+
+if __name__ == "__main__":
+    main()

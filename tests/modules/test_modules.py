@@ -1,0 +1,79 @@
+from functools import partial
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.exploration import RNDBonus
+from ooo_lightning.losses import IQLLoss
+from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
+
+ENV = "ooo/PointMassWall-v0"
+SMALL = partial(IQLLoss, hidden_dims=(32, 32))
+
+
+def _trainer(**kw) -> Trainer:
+    return Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
+
+
+def test_explorer_pretrains_then_collects_into_the_buffer(tiny_dataset):
+    module = ExplorerModule(
+        ENV, SMALL, bonus=partial(RNDBonus, hidden_dims=(32,), embedding_dim=16),
+        offline_updates=16, online_steps=40, updates_per_step=4, utd_ratio=2, batch_size=32, eval_every=0,
+    )
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    assert module.num_training_steps == 4 + 20
+    assert module.num_updates == 24 * 4
+    assert module.env_steps == 40 and data.info.num_online == 40
+    assert len(data.replay) == data.info.num_offline + 40
+    # online transitions are real environment steps: the next observation of one step is the
+    # observation of the next step within an episode
+    online = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))]
+    same_episode = ~online[:-1].get(("next", "done")).reshape(-1)
+    assert torch.allclose(online[1:]["observation"][same_episode], online[:-1].get(("next", "observation"))[same_episode])
+    assert module.bonus.error_stats.count > 1  # the bonus was computed on the batches
+
+
+def test_bonus_scale_zero_removes_the_bonus_and_its_optimiser():
+    module = ExplorerModule(ENV, SMALL, bonus=partial(RNDBonus), bonus_scale=0.0)
+    assert module.bonus is None
+    assert [name for name, _, _ in module.optimizer_specs()] == ["value", "actor", "qvalue"]
+
+
+def test_exploiter_trains_on_a_prefix_and_reports_its_env_steps(tiny_dataset):
+    explorer = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=4, online_steps=24, updates_per_step=4, batch_size=16, eval_every=0)
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(explorer, datamodule=data)
+    exploiter = ExploiterModule(ENV, SMALL, updates=8, online_steps_limit=10, updates_per_step=4, batch_size=16, eval_every=0)
+    assert exploiter.sampling_end(len(data.replay), data.info.num_offline) == data.info.num_offline + 10
+    phase3 = ReplayDataModule()
+    phase3.attach(data.replay, data.info)
+    _trainer().fit(exploiter, datamodule=phase3)
+    assert exploiter.env_steps == 10 and exploiter.num_updates == 8
+
+
+def test_non_finite_loss_stops_with_phase_and_step(tiny_dataset):
+    module = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=8, online_steps=0, updates_per_step=2,
+                            batch_size=16, reward_scale=float("nan"), eval_every=0)
+    before = {k: v.clone() for k, v in module.loss.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"explorer offline: non-finite loss \['qvalue'\] at update 0"):
+        _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
+    # stopped before the optimiser step: the value step ran, the critic weights are untouched
+    after = module.loss.state_dict()
+    assert torch.equal(before["qvalue.net.0.weight"], after["qvalue.net.0.weight"])
+
+
+def test_wrong_sizes_between_data_and_env_are_reported(tmp_path, tiny_dataset):
+    module = ExploiterModule("Pendulum-v1", SMALL, updates=4, eval_every=0)
+    with pytest.raises(Exception, match="observations"):
+        _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
