@@ -21,6 +21,7 @@ from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
+from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.modules import ExploiterModule, ExplorerModule
 from ooo_lightning.pipeline import OOOPipeline, PhaseRunner, format_results_table, unique_run_dir
@@ -71,10 +72,14 @@ class OOOLightningCLI(LightningCLI):
     def _phase_trainer(self, **kwargs: Any):
         """A fresh Trainer per phase from the config's trainer flags; the phase's own callbacks
         are added to the ones the config lists."""
-        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        configured = trainer_config.get("callbacks") or []
         if not isinstance(configured, list):
             configured = [configured]
-        kwargs["callbacks"] = [*configured, *kwargs.get("callbacks", [])]
+        callbacks = [*configured, *kwargs.get("callbacks", [])]
+        if trainer_config.get("enable_progress_bar") is False:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, PhaseProgressBar)]
+        kwargs["callbacks"] = callbacks
         return self.instantiate_trainer(**kwargs)
 
 

@@ -1,0 +1,88 @@
+"""Smoke runs of the whole pipeline and of phase 3 alone, through the CLI, with tiny steps."""
+
+import json
+
+import pytest
+
+from conftest import REPO
+from ooo_lightning.cli import OOOLightningCLI
+
+TINY_PIPELINE = [
+    "--model.init_args.explorer.init_args.offline_updates=32",
+    "--model.init_args.explorer.init_args.online_steps=48",
+    "--model.init_args.explorer.init_args.eval_every=3",
+    "--model.init_args.explorer.init_args.eval_episodes=1",
+    "--model.init_args.explorer.init_args.loss.init_args.hidden_dims=[32,32]",
+    "--model.init_args.explorer.init_args.bonus.init_args.hidden_dims=[32]",
+    "--model.init_args.exploiter.init_args.updates=32",
+    "--model.init_args.exploiter.init_args.eval_every=2",
+    "--model.init_args.exploiter.init_args.eval_episodes=1",
+    "--model.init_args.exploiter.init_args.loss.init_args.hidden_dims=[32,32]",
+    "--model.init_args.final_eval_episodes=2",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, tiny_dataset):
+    work = tmp_path_factory.mktemp("run")
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}", f"--data.dataset={tiny_dataset}",
+              f"--trainer.default_root_dir={work / 'ooo'}", *TINY_PIPELINE]
+    )
+    return cli.run_dir
+
+
+def test_pipeline_writes_the_whole_run_directory(pipeline_run):
+    results = json.loads((pipeline_run / "results.json").read_text())
+    assert set(results) == {"explorer", "exploiter"}
+    for entry in results.values():
+        assert set(entry) >= {"return_mean", "return_std", "success_rate", "episodes", "env_steps"}
+        assert entry["episodes"] == 2 and 0.0 <= entry["success_rate"] <= 1.0
+    assert results["explorer"]["env_steps"] == 48 and results["exploiter"]["env_steps"] == 48
+    for path in ("config.yaml", "buffer/ooo_buffer.json", "explorer/metrics.csv", "exploiter/metrics.csv",
+                 "explorer/checkpoints/last.ckpt", "exploiter/checkpoints/last.ckpt",
+                 "plots/learning_curves.png", "plots/visited_states.png"):
+        assert (pipeline_run / path).is_file(), path
+    assert "seed_everything: 0" in (pipeline_run / "config.yaml").read_text()
+    assert any(f.name.startswith("events.out.tfevents") for f in (pipeline_run / "explorer").iterdir())
+
+
+def test_phase_three_reruns_from_the_saved_buffer(pipeline_run, tmp_path):
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
+              f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'p3'}",
+              "--model.init_args.updates=16", "--model.init_args.online_steps_limit=20",
+              "--model.init_args.loss.init_args.hidden_dims=[32,32]", "--model.init_args.eval_every=0",
+              "--trainer.enable_progress_bar=false"]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert set(results) == {"exploiter"} and results["exploiter"]["env_steps"] == 20
+
+
+def test_a_second_run_never_overwrites_the_first(pipeline_run, tiny_dataset):
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/explorer_iql.yaml'}", f"--data.dataset={tiny_dataset}",
+              f"--trainer.default_root_dir={pipeline_run}", "--model.init_args.offline_updates=8",
+              "--model.init_args.online_steps=8", "--model.init_args.eval_every=0",
+              "--model.init_args.bonus.init_args.hidden_dims=[16]",
+              "--model.init_args.loss.init_args.hidden_dims=[16,16]", "--trainer.enable_progress_bar=false"]
+    )
+    assert cli.run_dir.name == pipeline_run.name + "-v1"
+    assert json.loads((pipeline_run / "results.json").read_text()).keys() == {"explorer", "exploiter"}
+
+
+def test_a_wrong_config_key_is_named(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        OOOLightningCLI(args=["fit", f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}",
+                              "--model.init_args.explorer.init_args.bonus_scal=3"], run=False)
+    assert exit_info.value.code != 0
+    assert "bonus_scal" in capsys.readouterr().err
+
+
+def test_help_lists_the_phase_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        OOOLightningCLI(args=["fit", "--model.help", "ooo_lightning.ExplorerModule"], run=False)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.bonus_scale" in out and "--model.online_steps" in out
