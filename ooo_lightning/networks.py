@@ -53,7 +53,9 @@ def mlp(
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers.append(nn.Linear(d_in, d_out) if ensemble_size is None else EnsembleLinear(ensemble_size, d_in, d_out))
         if layer_norm:
-            layers.append(nn.LayerNorm(d_out))
+            # Per-member affine parameters would need an ensemble LayerNorm; the normalisation
+            # itself is what curbs value extrapolation, so ensembles use a parameter-free one.
+            layers.append(nn.LayerNorm(d_out, elementwise_affine=ensemble_size is None))
         layers.append(nn.ReLU())
     layers.append(nn.Linear(dims[-1], out_dim) if ensemble_size is None else EnsembleLinear(ensemble_size, dims[-1], out_dim))
     return nn.Sequential(*layers)
@@ -62,10 +64,17 @@ def mlp(
 class QEnsemble(nn.Module):
     """Q(s, a) for ``num_nets`` critics at once: returns ``[num_nets, *batch]``."""
 
-    def __init__(self, observation_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256), num_nets: int = 2) -> None:
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int] = (256, 256),
+        num_nets: int = 2,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.num_nets = num_nets
-        self.net = mlp(observation_dim + action_dim, 1, hidden_dims, ensemble_size=num_nets)
+        self.net = mlp(observation_dim + action_dim, 1, hidden_dims, ensemble_size=num_nets, layer_norm=layer_norm)
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([observation, action], dim=-1)
@@ -77,9 +86,9 @@ class QEnsemble(nn.Module):
 class ValueNetwork(nn.Module):
     """V(s): returns ``[*batch]``."""
 
-    def __init__(self, observation_dim: int, hidden_dims: Sequence[int] = (256, 256)) -> None:
+    def __init__(self, observation_dim: int, hidden_dims: Sequence[int] = (256, 256), layer_norm: bool = False) -> None:
         super().__init__()
-        self.net = mlp(observation_dim, 1, hidden_dims)
+        self.net = mlp(observation_dim, 1, hidden_dims, layer_norm=layer_norm)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         return self.net(observation).squeeze(-1)

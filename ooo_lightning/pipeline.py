@@ -43,7 +43,7 @@ class OOOPipeline(LightningModule):
     Args:
         explorer: the exploration agent (``ExplorerModule``).
         exploiter: the exploitation agent (``ExploiterModule``), trained from scratch on the
-            explorer's buffer.
+            explorer's buffer; null stops after phase 2 (e.g. the fine-tuning baseline).
         final_eval_episodes: episodes of the final evaluation of each policy.
         eval_seed: seed of the first final-evaluation episode (episode i uses eval_seed + i).
     """
@@ -51,12 +51,12 @@ class OOOPipeline(LightningModule):
     def __init__(
         self,
         explorer: ExplorerModule,
-        exploiter: ExploiterModule,
+        exploiter: ExploiterModule | None = None,
         final_eval_episodes: int = 50,
         eval_seed: int = 10_000,
     ) -> None:
         super().__init__()
-        if explorer.env_id != exploiter.env_id:
+        if exploiter is not None and explorer.env_id != exploiter.env_id:
             raise ValueError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
         self.explorer = explorer
         self.exploiter = exploiter
@@ -133,6 +133,8 @@ class PhaseRunner:
 
     def run_pipeline(self, pipeline: OOOPipeline, data: ReplayDataModule) -> dict[str, Any]:
         self.run_explorer(pipeline.explorer, data)
+        if pipeline.exploiter is None:
+            return self.results
         # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
         exploit_data = ReplayDataModule()
         exploit_data.attach(data.replay, data.info)

@@ -35,6 +35,8 @@ class IQLLoss(ActorCriticLoss):
             intrinsic reward is added after the clip so the bonus is never clipped away.
         action_clip: dataset actions are clipped to +-action_clip before the log-likelihood.
         log_std_bounds: clip of the policy's log standard deviation.
+        layer_norm: LayerNorm after each hidden layer of the Q and V networks (curbs value
+            extrapolation to rarely seen states).
         keys: overrides of the batch keys (see ``LossKeys``).
     """
 
@@ -58,15 +60,16 @@ class IQLLoss(ActorCriticLoss):
         q_bounds: tuple[float, float] | None = None,
         action_clip: float = 1.0 - 1e-5,
         log_std_bounds: tuple[float, float] = (-5.0, 2.0),
+        layer_norm: bool = False,
         keys: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
         if not 0.0 < expectile < 1.0:
             raise ValueError(f"expectile must be in (0, 1), got {expectile}")
         self.actor = GaussianPolicy(observation_dim, action_dim, hidden_dims, log_std_bounds)
-        self.qvalue = QEnsemble(observation_dim, action_dim, hidden_dims, num_qvalue_nets)
+        self.qvalue = QEnsemble(observation_dim, action_dim, hidden_dims, num_qvalue_nets, layer_norm)
         self.target_qvalue = copy.deepcopy(self.qvalue).requires_grad_(False)
-        self.value = ValueNetwork(observation_dim, hidden_dims)
+        self.value = ValueNetwork(observation_dim, hidden_dims, layer_norm)
         self.expectile = expectile
         self.temperature = temperature
         self.max_weight = max_weight
