@@ -30,11 +30,15 @@ class _SamplingActor(nn.Module):
         return self.policy.act(observation, deterministic=False)
 
 
-def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any]):
+def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int):
     import ooo_lightning.envs  # noqa: F401  (registration in the collector's process too)
     from torchrl.envs import GymEnv
 
-    return GymEnv(env_id, **env_kwargs)
+    env = GymEnv(env_id, **env_kwargs)
+    # Seeded here, before the collector's first reset: seeding the collector afterwards resets
+    # the env again and its first frame would start from a stale observation.
+    env.set_seed(seed)
+    return env
 
 
 class ExplorerModule(RLModule):
@@ -138,7 +142,7 @@ class ExplorerModule(RLModule):
 
         policy = TensorDictModule(_SamplingActor(self.loss.policy), in_keys=["observation"], out_keys=["action"])
         self._collector = Collector(
-            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs),
+            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, self.seed),
             policy=policy,
             frames_per_batch=self.frames_per_step,
             total_frames=-1,
@@ -147,7 +151,6 @@ class ExplorerModule(RLModule):
             env_device="cpu",
             auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
         )
-        self._collector.set_seed(self.seed)
         self._collector_iter = iter(self._collector)
 
     def _track_episodes(self, frames: TensorDictBase) -> None:

@@ -41,6 +41,9 @@ def test_explorer_pretrains_then_collects_into_the_buffer(tiny_dataset):
     online = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))]
     same_episode = ~online[:-1].get(("next", "done")).reshape(-1)
     assert torch.allclose(online[1:]["observation"][same_episode], online[:-1].get(("next", "observation"))[same_episode])
+    # and every transition is one step of the dynamics, the first one included
+    step = (online.get(("next", "observation")) - online["observation"]).norm(dim=-1)
+    assert step.max() <= 0.025 * 2**0.5 + 1e-6
     assert module.bonus.error_stats.count > 1  # the bonus was computed on the batches
 
 
