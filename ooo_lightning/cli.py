@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
 from ooo_lightning.callbacks import PhaseProgressBar
+from ooo_lightning.data.d4rl import DatasetError
 from ooo_lightning.data.datamodule import ReplayDataModule
-from ooo_lightning.modules import ExploiterModule, ExplorerModule
+from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
 from ooo_lightning.pipeline import OOOPipeline, PhaseRunner, format_results_table, unique_run_dir
 
 
@@ -83,9 +85,18 @@ class OOOLightningCLI(LightningCLI):
         return self.instantiate_trainer(**kwargs)
 
 
+#: Errors caused by the user's input or data: shown as one clear message, not a traceback.
+USER_ERRORS = (DatasetError, NonFiniteLossError)
+
+
 def main(args: Any = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    OOOLightningCLI(args=args)
+    warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined")
+    try:
+        OOOLightningCLI(args=args)
+    except USER_ERRORS as err:
+        print(f"ooo-lightning: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 
+from ooo_lightning.data.d4rl import DatasetError
+
 #: The transition fields the buffer keeps (TorchRL's key names).
 TRANSITION_KEYS: tuple = (
     "observation",
@@ -61,7 +63,7 @@ def load_buffer(path: str | Path) -> tuple[ReplayBuffer, BufferInfo]:
     path = Path(path)
     meta = path / META_FILE
     if not meta.is_file():
-        raise FileNotFoundError(
+        raise DatasetError(
             f"{path} is not a saved ooo-lightning replay buffer (no {META_FILE} in it). "
             "Point `data.buffer` at the `buffer/` folder of an explorer run directory."
         )
@@ -69,7 +71,7 @@ def load_buffer(path: str | Path) -> tuple[ReplayBuffer, BufferInfo]:
     buffer = make_replay_buffer(info.capacity)
     buffer.loads(path)
     if len(buffer) != info.num_offline + info.num_online:
-        raise ValueError(
+        raise DatasetError(
             f"{path}: the buffer holds {len(buffer)} transitions but {META_FILE} says "
             f"{info.num_offline} offline + {info.num_online} online; the folder is damaged."
         )

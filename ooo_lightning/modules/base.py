@@ -122,8 +122,8 @@ class RLModule(LightningModule):
             if not isinstance(optimizers, list):
                 optimizers = [optimizers]
             by_term = dict(zip(self._optimizer_names, optimizers))
-            for k in range(batch.shape[0]):
-                metrics = self.update(batch[k], by_term, batch_idx)
+            for minibatch in batch.unbind(0):
+                metrics = self.update(minibatch, by_term, batch_idx)
         last = batch_idx + 1 == self.num_training_steps
         if batch_idx % self.log_every == 0 or last:
             self._log_step(metrics, batch_idx)

@@ -2,6 +2,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from ooo_lightning.data.d4rl import DatasetError
 from ooo_lightning.data.buffer import BufferInfo, load_buffer, make_replay_buffer, sample_indices, save_buffer
 
 
@@ -40,7 +41,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_rejects_a_folder_that_is_not_a_buffer(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a saved ooo-lightning replay buffer"):
+    with pytest.raises(DatasetError, match="not a saved ooo-lightning replay buffer"):
         load_buffer(tmp_path)
 
 
@@ -48,7 +49,7 @@ def test_load_detects_a_count_mismatch(tmp_path):
     rb = make_replay_buffer(10)
     rb.extend(_transitions(5))
     save_buffer(rb, tmp_path / "b", BufferInfo(10, 5, 3, 2, 2))
-    with pytest.raises(ValueError, match="damaged"):
+    with pytest.raises(DatasetError, match="damaged"):
         load_buffer(tmp_path / "b")
 
 

@@ -1,0 +1,46 @@
+"""User errors reach the command line as one clear message and a non-zero exit."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from ooo_lightning.cli import main
+
+CONFIG = str(REPO / "configs/point_mass_wall/ooo_iql.yaml")
+
+
+def _fit(tmp_path, *extra):
+    main(["fit", f"--config={CONFIG}", f"--trainer.default_root_dir={tmp_path / 'run'}",
+          "--trainer.enable_progress_bar=false", *extra])
+
+
+def test_missing_dataset_names_the_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(tmp_path, f"--data.dataset={tmp_path / 'absent.hdf5'}", "--data.generate_missing_dataset=false")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "ooo-lightning: error:" in err and "absent.hdf5" in err and "Traceback" not in err
+
+
+def test_malformed_dataset_names_the_key_and_the_shape(tmp_path, capsys):
+    bad = tmp_path / "bad.hdf5"
+    with h5py.File(bad, "w") as f:
+        f["observations"] = np.zeros((10, 3), dtype=np.float32)  # point-mass-wall has 2
+        f["actions"] = np.zeros((10, 2), dtype=np.float32)
+        f["rewards"] = np.zeros(10, dtype=np.float32)
+        f["terminals"] = np.zeros(10, dtype=bool)
+        f["timeouts"] = np.zeros(10, dtype=bool)
+    with pytest.raises(SystemExit):
+        _fit(tmp_path, f"--data.dataset={bad}")
+    err = capsys.readouterr().err
+    assert "bad.hdf5" in err and "observations" in err and "(10, 3)" in err
+
+
+def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, tiny_dataset, capsys):
+    with pytest.raises(SystemExit):
+        _fit(tmp_path, f"--data.dataset={tiny_dataset}", "--model.init_args.explorer.init_args.reward_scale=.nan",
+             "--model.init_args.explorer.init_args.loss.init_args.hidden_dims=[16,16]")
+    err = capsys.readouterr().err
+    assert "explorer offline: non-finite loss ['qvalue'] at update 0" in err
+    assert str(tmp_path / "run" / "explorer" / "checkpoints") in err
