@@ -116,16 +116,20 @@ class RLModule(LightningModule):
 
     def training_step(self, batch: TensorDictBase | None, batch_idx: int) -> None:
         self.before_updates(batch_idx)
-        metrics: dict[str, torch.Tensor] = {}
+        losses: dict[str, torch.Tensor] = {}
+        cache: dict[str, torch.Tensor] = {}
         if batch is not None:
             optimizers = self.optimizers()
             if not isinstance(optimizers, list):
                 optimizers = [optimizers]
             by_term = dict(zip(self._optimizer_names, optimizers))
             for minibatch in batch.unbind(0):
-                metrics = self.update(minibatch, by_term, batch_idx)
+                losses, cache = self.update(minibatch, by_term, batch_idx)
         last = batch_idx + 1 == self.num_training_steps
         if batch_idx % self.log_every == 0 or last:
+            # Only the last update of the step is logged: building metrics costs time too.
+            metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
+            metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
             self._log_step(metrics, batch_idx)
         if self.eval_every > 0 and ((batch_idx + 1) % self.eval_every == 0 or last):
             self.run_evaluation()
@@ -145,7 +149,10 @@ class RLModule(LightningModule):
             batch.set(("next", "reward"), (reward + self.reward_bias) * self.reward_scale)
         return batch, {}
 
-    def update(self, batch: TensorDictBase, optimizers: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+    def update(
+        self, batch: TensorDictBase, optimizers: dict, batch_idx: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One gradient update, stage by stage; returns the losses and the loss's cache."""
         batch, extra = self.prepare_batch(batch)
         losses: dict[str, torch.Tensor] = {}
         cache: dict[str, torch.Tensor] = {}
@@ -167,9 +174,7 @@ class RLModule(LightningModule):
             optimizers[name].step()
             losses[name] = value
         self.num_updates += 1
-        metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
-        metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
-        return metrics
+        return losses, cache
 
     # --- helpers ------------------------------------------------------------------------
     def _check_finite(self, total: torch.Tensor, terms: dict[str, torch.Tensor], batch_idx: int, force: bool = False) -> None:
