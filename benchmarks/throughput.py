@@ -88,18 +88,21 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
     if bonus is not None:
         opts["bonus"] = torch.optim.Adam(bonus.predictor.parameters(), lr=bonus.learning_rate, fused=True)
     n = data.shape[0]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
     def update() -> None:
         batch = data[torch.randint(0, n, (args.batch_size,))]
         if bonus is not None:
-            b, bonus_loss = bonus.compute(batch)
+            with autocast:
+                b, bonus_loss = bonus.compute(batch)
             batch.set(("next", "intrinsic_reward"), b.unsqueeze(-1))
             opts["bonus"].zero_grad(set_to_none=True)
             bonus_loss.backward()
             opts["bonus"].step()
         cache: dict = {}
         for stage, terms in enumerate(loss.stages):
-            total = sum(loss.stage_losses(stage, batch, cache).values())
+            with autocast:
+                total = sum(loss.stage_losses(stage, batch, cache).values())
             for t in terms:
                 opts[t].zero_grad(set_to_none=True)
             total.backward()
@@ -107,13 +110,19 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
                 opts[t].step()
             loss.after_stage(stage)
 
+    # A plain script never imports Lightning, which sets this variable and so makes every
+    # Adam step open the NVML library (see RLModule.on_fit_start); measure without it.
+    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     for _ in range(20):  # warm-up
         update()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.seconds:
         update()
         count += 1
-    return count / (time.perf_counter() - start)
+    rate = count / (time.perf_counter() - start)
+    if nvml_check is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
+    return rate
 
 
 class _Clock(Callback):
@@ -142,6 +151,7 @@ def lightning_path(args: argparse.Namespace, data: TensorDict) -> float:
     trainer = Trainer(
         accelerator="cpu",
         devices=1,
+        precision=args.precision,
         max_epochs=1,
         max_time={"seconds": args.seconds + 2},
         logger=False,
@@ -164,13 +174,16 @@ def main() -> None:
     p.add_argument("--updates-per-step", type=int, default=8)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--buffer-size", type=int, default=100_000)
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
+                   help="bf16-mixed: Lightning's flag; the plain loop uses the same CPU autocast")
     args = p.parse_args()
     torch.manual_seed(0)
     import ooo_lightning.envs  # noqa: F401
 
     data = random_transitions(args.buffer_size, 17, 6)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}")
+          f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}, "
+          f"precision {args.precision}")
     plain = plain_pytorch(args, data)
     print(f"plain_pytorch_updates_per_s={plain:.1f}")
     light = lightning_path(args, data)

@@ -89,8 +89,15 @@ class OOOLightningCLI(LightningCLI):
 USER_ERRORS = (DatasetError, NonFiniteLossError)
 
 
+def _quiet_lightning_tips() -> None:
+    # Lightning advertises a cloud logger at every Trainer creation, i.e. once per phase.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
+
+
 def main(args: Any = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_lightning_tips()
     warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined")
     try:
         OOOLightningCLI(args=args)

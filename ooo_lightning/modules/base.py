@@ -3,6 +3,7 @@ reward shaping, periodic evaluation, throttled logging and the non-finite-loss s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss
 
 LossFactory = Callable[[int, int], ActorCriticLoss]
+_NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -109,10 +111,19 @@ class RLModule(LightningModule):
         return [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
 
     def on_fit_start(self) -> None:
+        # Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork safety before workers
+        # start), which makes every torch.cuda.is_available() open the NVML library; Adam calls
+        # it on each step, which cost ~0.1-0.3 ms per optimiser step here. Worker processes
+        # exist by now, so the cheap check is safe until the end of this fit.
+        self._nvml_check = os.environ.pop(_NVML_CHECK, None)
         # A .item() per update forces a device sync; on accelerators check at log steps only.
         self._check_every_update = self.device.type == "cpu"
         self._t_start = time.perf_counter()
         self._updates_at_start = self.num_updates
+
+    def on_fit_end(self) -> None:
+        if getattr(self, "_nvml_check", None) is not None:
+            os.environ[_NVML_CHECK] = self._nvml_check
 
     def training_step(self, batch: TensorDictBase | None, batch_idx: int) -> None:
         self.before_updates(batch_idx)
