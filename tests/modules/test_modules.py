@@ -82,18 +82,17 @@ def test_wrong_sizes_between_data_and_env_are_reported(tmp_path, tiny_dataset):
         _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
 
 
-def test_nvml_based_cuda_check_is_off_during_fit_and_restored_after(tiny_dataset):
+def test_nvml_based_cuda_check_is_off_during_fit_and_restored_after(tiny_dataset, monkeypatch):
     import os
 
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` leaves it
     seen = {}
 
     class Probe(ExploiterModule):
         def before_updates(self, batch_idx):
             seen["during"] = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
 
-    before = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
-    assert before == "1"  # set by `import lightning`
     module = Probe(ENV, SMALL, updates=2, updates_per_step=2, batch_size=8, eval_every=0)
     _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
     assert seen["during"] is None
-    assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == before
+    assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
