@@ -92,7 +92,7 @@ def test_nvml_based_cuda_check_is_off_during_fit_and_restored_after(tiny_dataset
         def before_updates(self, batch_idx):
             seen["during"] = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
 
-    module = Probe(ENV, SMALL, updates=2, updates_per_step=2, batch_size=8, eval_every=0)
+    module = Probe(ENV, SMALL, updates=2, updates_per_step=2, batch_size=16, eval_every=0)
     _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
     assert seen["during"] is None
     assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
