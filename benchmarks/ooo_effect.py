@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/runs/ooo_effect")
     p.add_argument("--no-baseline", action="store_true", help="skip the bonus-free fine-tuning runs")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each single-threaded when > 1)")
+    p.add_argument("--exploiter-config", default=None,
+                   help="phase-3-only config: also retrain the exploiter on each OOO buffer without LayerNorm")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
     out = Path(args.out) / Path(args.config).stem
@@ -88,10 +90,16 @@ def main() -> None:
     if not args.no_baseline:
         jobs += [(args.config, out / f"no_bonus/seed_{s}", s, [*args.overrides, *no_bonus]) for s in seeds]
     run_all(jobs, args.jobs)
+    if args.exploiter_config:
+        no_ln = ["--model.init_args.loss.init_args.layer_norm=false"]
+        run_all([(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
+                  [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds], args.jobs)
     ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
     baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
     lines = [
-        f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}`, seeds {seeds}, "
+        f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
+        + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
+        + f"`, seeds {seeds}, "
         f"{ooo[0]['exploiter']['episodes']} evaluation episodes per policy (mean action).",
         "",
         "| policy | success rate (mean ± std) | per seed | return (mean ± std) | online env steps |",
@@ -101,6 +109,9 @@ def main() -> None:
     ]
     if baseline:
         lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline]))
+    if args.exploiter_config:
+        lines.append(summarise("OOO exploiter without LayerNorm (same buffers)",
+                               [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds]))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds"]
     table = "\n".join(lines)
