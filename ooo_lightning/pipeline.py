@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.data.datamodule import ReplayDataModule
-from ooo_lightning.evaluation import EvalResult, evaluate_policy
+from ooo_lightning.evaluation import EvalResult
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,7 @@ class PhaseRunner:
     def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> EvalResult:
         trainer = self._trainer(phase)
         trainer.fit(module, datamodule=data)
-        result = evaluate_policy(
-            module.loss.policy,
-            module.env_id,
-            episodes=self.final_eval_episodes,
-            seed=self.eval_seed,
-            env_kwargs=module.env_kwargs,
-            env_steps=module.env_steps,
-        )
+        result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
         self.results[phase] = result.to_dict()
         self.write_results()
         log.info("%s: %s", phase, result)

@@ -77,7 +77,6 @@ class RLModule(LightningModule):
         self.log_every = log_every
         self.seed = seed
         self.num_updates = 0
-        self.last_eval: EvalResult | None = None
         self._check_every_update = True
 
     # --- what the data module asks ------------------------------------------------------
@@ -218,7 +217,8 @@ class RLModule(LightningModule):
         metrics.update(self.extra_metrics())
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self.batch_size)
 
-    def run_evaluation(self, episodes: int | None = None, seed: int | None = None) -> EvalResult:
+    def run_evaluation(self, episodes: int | None = None, seed: int | None = None, log: bool = True) -> EvalResult:
+        """Mean-action rollouts of the current policy; logged when called inside training."""
         result = evaluate_policy(
             self.loss.policy,
             self.env_id,
@@ -227,8 +227,7 @@ class RLModule(LightningModule):
             env_kwargs=self.env_kwargs,
             env_steps=self.env_steps,
         )
-        self.last_eval = result
-        if self._trainer is not None:
+        if log:
             self.log_dict(
                 {
                     "eval/return_mean": result.return_mean,
