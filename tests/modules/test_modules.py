@@ -96,3 +96,18 @@ def test_nvml_based_cuda_check_is_off_during_fit_and_restored_after(tiny_dataset
     _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
     assert seen["during"] is None
     assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1"
+
+
+def test_explorer_can_continue_from_a_saved_buffer(tiny_dataset, tmp_path):
+    first = ReplayDataModule(dataset=str(tiny_dataset))
+    explorer = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=4, online_steps=8, updates_per_step=4,
+                              batch_size=16, eval_every=0)
+    _trainer().fit(explorer, datamodule=first)
+    first.save(tmp_path / "buffer")
+    # a second explorer on the saved buffer: the storage grows to hold its online steps too
+    again = ReplayDataModule(buffer=str(tmp_path / "buffer"))
+    explorer2 = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=0, online_steps=12, updates_per_step=4,
+                               batch_size=16, eval_every=0)
+    _trainer().fit(explorer2, datamodule=again)
+    assert again.info.num_online == 8 + 12
+    assert len(again.replay) == again.info.num_offline + 20 <= again.info.capacity
