@@ -99,6 +99,9 @@ def main() -> None:
     lines = [
         f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
+        + (" --no-baseline" if args.no_baseline else "")
+        + (f" --out {args.out}" if args.out != p.get_default("out") else "")
+        + (" -- " + " ".join(args.overrides) if args.overrides else "")
         + f"`, seeds {seeds}, "
         f"{ooo[0]['exploiter']['episodes']} evaluation episodes per policy (mean action).",
         "",
