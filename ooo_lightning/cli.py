@@ -52,9 +52,9 @@ class OOOLightningCLI(LightningCLI):
         run_dir = unique_run_dir(self.trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True, multifile=False)
-        eval_episodes = getattr(model, "final_eval_episodes", 50)
-        eval_seed = getattr(model, "eval_seed", 10_000)
-        runner = PhaseRunner(run_dir, self._phase_trainer, eval_episodes, eval_seed)
+        # A pipeline sets the final evaluation; a single phase uses PhaseRunner's defaults.
+        evaluation = {k: getattr(model, k) for k in ("final_eval_episodes", "eval_seed") if hasattr(model, k)}
+        runner = PhaseRunner(run_dir, self._phase_trainer, **evaluation)
         if isinstance(model, OOOPipeline):
             runner.run_pipeline(model, datamodule)
         elif isinstance(model, ExplorerModule):

@@ -179,13 +179,13 @@ class ExplorerModule(RLModule):
             bonus, bonus_loss = self.bonus.compute(batch)
             batch.set(("next", "intrinsic_reward"), (self.bonus_scale * bonus).unsqueeze(-1))
             extra["bonus"] = bonus_loss
-            self._last_bonus_mean = bonus.mean()
+            self._last_bonus = bonus  # reduced only when logged, not on every update
         return batch, extra
 
     def extra_metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        if self.bonus is not None and hasattr(self, "_last_bonus_mean"):
-            out["train/bonus_mean"] = float(self._last_bonus_mean)
+        if self.bonus is not None and hasattr(self, "_last_bonus"):
+            out["train/bonus_mean"] = float(self._last_bonus.mean())
         if self._recent_returns:
             out["online/episode_return"] = sum(self._recent_returns) / len(self._recent_returns)
             out["online/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
