@@ -131,3 +131,63 @@ class GaussianPolicy(nn.Module):
         if deterministic:
             return mean
         return (mean + torch.randn_like(mean) * log_std.exp()).clamp(-1.0, 1.0)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """SAC's policy: a = tanh(u), u ~ Normal(mu(s), sigma(s)), both heads from one MLP.
+
+    ``sample(observation, num_samples)`` draws several actions per state from *one* forward
+    pass (the distribution depends on the state only), which is what keeps CQL's sampled
+    actions cheap. Evaluation uses tanh(mu).
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int] = (256, 256),
+        log_std_bounds: tuple[float, float] = (-20.0, 2.0),
+    ) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.net = mlp(observation_dim, 2 * action_dim, hidden_dims)
+        self.log_std_min, self.log_std_max = log_std_bounds
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (mu, log_std) of the pre-tanh Normal."""
+        mu, log_std = self.net(observation).chunk(2, dim=-1)
+        return mu, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def sample(
+        self, observation: torch.Tensor, num_samples: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised actions and their log-densities.
+
+        Shapes: ``[*batch, A]`` and ``[*batch]``, or ``[num_samples, *batch, A]`` and
+        ``[num_samples, *batch]`` when ``num_samples`` is given.
+        """
+        mu, log_std = self(observation)
+        shape = mu.shape if num_samples is None else (num_samples, *mu.shape)
+        eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
+        return squash(mu, log_std, eps)
+
+    @torch.no_grad()
+    def act(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if deterministic:
+            return torch.tanh(self(observation)[0])
+        return self.sample(observation)[0]
+
+
+_LOG2 = math.log(2.0)
+
+
+def squash(mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """tanh(mu + std * eps) and its log-density (Normal density with the tanh Jacobian).
+
+    ``log(1 - tanh(u)^2)`` is written as ``2 (log 2 - u - softplus(-2u))``, which stays
+    finite where tanh saturates.
+    """
+    u = mu + log_std.exp() * eps
+    log_prob = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+    log_prob = log_prob - 2.0 * (_LOG2 - u - nn.functional.softplus(-2.0 * u))
+    return torch.tanh(u), log_prob.sum(-1)

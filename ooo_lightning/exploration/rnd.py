@@ -39,9 +39,17 @@ class RunningMeanStd(nn.Module):
 
 
 class ExplorationBonus(nn.Module):
-    """Interface of a bonus: ``compute(batch)`` -> (per-sample bonus [B], training loss or None)."""
+    """Interface of a bonus: ``compute(batch)`` -> (per-sample bonus [B], training loss or None).
+
+    ``observe(transitions)`` is called with every transition that enters the replay buffer
+    (the offline data once, then each collected batch), for bonuses that count visits.
+    A bonus with trainable parameters is given one Adam optimiser at ``learning_rate``.
+    """
 
     learning_rate: float = 1e-4
+
+    def observe(self, transitions: TensorDictBase) -> None:
+        """Record transitions added to the buffer (nothing to do for RND)."""
 
     def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError

@@ -176,12 +176,14 @@ class RLModule(LightningModule):
             losses[name] = value
         for stage, terms in enumerate(self.loss.stages):
             stage_losses = self.loss.stage_losses(stage, batch, cache)
+            if not stage_losses:  # the loss skips this stage on this update (delayed actor)
+                continue
             total = sum(stage_losses.values())
             self._check_finite(total, stage_losses, batch_idx)
-            for term in terms:
+            for term in stage_losses:
                 optimizers[term].zero_grad(set_to_none=True)
             self.manual_backward(total)
-            for term in terms:
+            for term in stage_losses:
                 optimizers[term].step()
             self.loss.after_stage(stage)
             losses.update(stage_losses)

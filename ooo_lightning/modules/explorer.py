@@ -121,8 +121,9 @@ class ExplorerModule(RLModule):
 
     def optimizer_specs(self):
         specs = super().optimizer_specs()
-        if self.bonus is not None:
-            specs.append(("bonus", list(self.bonus.predictor.parameters()), self.bonus.learning_rate))
+        trainable = [p for p in self.bonus.parameters() if p.requires_grad] if self.bonus is not None else []
+        if trainable:  # a count bonus has nothing to train
+            specs.append(("bonus", trainable, self.bonus.learning_rate))
         return specs
 
     # --- phases -------------------------------------------------------------------------
@@ -178,7 +179,8 @@ class ExplorerModule(RLModule):
         if self.bonus is not None:
             bonus, bonus_loss = self.bonus.compute(batch)
             batch.set(("next", "intrinsic_reward"), (self.bonus_scale * bonus).unsqueeze(-1))
-            extra["bonus"] = bonus_loss
+            if bonus_loss is not None:
+                extra["bonus"] = bonus_loss
             self._last_bonus = bonus  # reduced only when logged, not on every update
         return batch, extra
 
