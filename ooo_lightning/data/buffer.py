@@ -15,6 +15,7 @@ from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 
 from ooo_lightning.data.d4rl import DatasetError
+from ooo_lightning.data.returns import MC_RETURN_KEY, PENDING
 
 #: The transition fields the buffer keeps (TorchRL's key names).
 TRANSITION_KEYS: tuple = (
@@ -25,6 +26,8 @@ TRANSITION_KEYS: tuple = (
     ("next", "terminated"),
     ("next", "truncated"),
     ("next", "done"),
+    # Monte-Carlo return-to-go for Cal-QL; PENDING until the module that needs it fills it in.
+    MC_RETURN_KEY,
 )
 META_FILE = "ooo_buffer.json"
 
@@ -46,7 +49,12 @@ def make_replay_buffer(capacity: int) -> ReplayBuffer:
 
 
 def select_transitions(td: TensorDictBase) -> TensorDictBase:
-    """Keep the transition fields only, with rewards/flags shaped [N, 1] as stored."""
+    """Keep the transition fields only, with rewards/flags shaped [N, 1] as stored; a
+    missing return column is added as PENDING."""
+    if MC_RETURN_KEY not in td.keys():
+        reward = td.get(("next", "reward"))
+        td = td.clone(False)
+        td.set(MC_RETURN_KEY, torch.full_like(reward, PENDING))
     out = td.select(*TRANSITION_KEYS, strict=True)
     return out.reshape(-1)
 
@@ -70,6 +78,11 @@ def load_buffer(path: str | Path) -> tuple[ReplayBuffer, BufferInfo]:
     info = BufferInfo(**json.loads(meta.read_text()))
     buffer = make_replay_buffer(info.capacity)
     buffer.loads(path)
+    if len(buffer) and MC_RETURN_KEY not in buffer.storage[0].keys():
+        # Saved before returns were stored: rebuild with the column added.
+        old = buffer.storage[torch.arange(len(buffer))]
+        buffer = make_replay_buffer(info.capacity)
+        buffer.extend(select_transitions(old))
     if len(buffer) != info.num_offline + info.num_online:
         raise DatasetError(
             f"{path}: the buffer holds {len(buffer)} transitions but {META_FILE} says "

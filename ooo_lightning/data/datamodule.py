@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from lightning.pytorch import LightningDataModule
 from tensordict import TensorDictBase
+from tensordict import TensorDict
 from torch.utils.data import DataLoader, IterableDataset
 from torchrl.data import ReplayBuffer
 
@@ -27,6 +28,7 @@ from ooo_lightning.data.buffer import (
     save_buffer,
     select_transitions,
 )
+from ooo_lightning.data.returns import MC_RETURN_KEY, monte_carlo_returns
 
 if TYPE_CHECKING:
     from ooo_lightning.modules.base import RLModule
@@ -65,6 +67,8 @@ class ReplayDataModule(LightningDataModule):
         self.generated_noise = generated_noise
         self.replay: ReplayBuffer | None = None
         self.info: BufferInfo | None = None
+        self._returns: tuple[float, float | None] | None = None  # (gamma, failure reward) in use
+        self._returns_pending_from = 0  # first row whose episode has not ended yet
 
     # --- construction -----------------------------------------------------------------
     def attach(self, replay: ReplayBuffer, info: BufferInfo) -> None:
@@ -79,6 +83,9 @@ class ReplayDataModule(LightningDataModule):
         extra = module.online_capacity
         if len(self.replay) + extra > self.info.capacity:
             self._grow(len(self.replay) + extra)
+        self._returns = module.mc_return_settings()
+        if self._returns is not None:
+            self._fill_all_returns(module)
 
     def _build(self, module: RLModule) -> tuple[ReplayBuffer, BufferInfo]:
         if self.buffer_path:
@@ -138,10 +145,41 @@ class ReplayDataModule(LightningDataModule):
         self.replay = new
         self.info.capacity = capacity
 
+    # --- Monte-Carlo returns (Cal-QL's calibration) -------------------------------------
+    def _fill_all_returns(self, module: RLModule) -> None:
+        # Recomputed at every setup: gamma and reward shaping belong to the module, and an
+        # exploiter on a prefix must not see returns that depend on data after the prefix.
+        end = module.sampling_end(len(self.replay), self.info.num_offline)
+        offline_end = min(self.info.num_offline, end)
+        if offline_end > 0:
+            self._fill_returns(0, offline_end, online=False)
+        self._returns_pending_from = offline_end
+        if end > offline_end:
+            self._fill_returns(offline_end, end, online=True)
+
+    def _fill_returns(self, start: int, end: int, online: bool) -> None:
+        """Returns of rows [start, end). Online, an episode still running at ``end`` stays
+        PENDING (uncalibrated) until it ends; offline, the end of the data truncates it."""
+        if end <= start:
+            return
+        gamma, failure = self._returns
+        rows = self.replay.storage[torch.arange(start, end)]
+        module = self.trainer.lightning_module
+        reward = module.shape_reward(rows.get(("next", "reward")))
+        done = rows.get(("next", "done"))
+        returns = monte_carlo_returns(reward, done, gamma, failure, open_end_pending=online)
+        self.replay.storage.set(slice(start, end), TensorDict({MC_RETURN_KEY: returns}, [end - start]), set_cursor=False)
+        if online:
+            ends = torch.nonzero(done.reshape(-1)).reshape(-1)
+            if ends.numel():
+                self._returns_pending_from = start + int(ends[-1]) + 1
+
     # --- use ----------------------------------------------------------------------------
     def add_online(self, transitions: TensorDictBase) -> None:
         self.replay.extend(select_transitions(transitions))
         self.info.num_online += transitions.numel()
+        if self._returns is not None:
+            self._fill_returns(self._returns_pending_from, len(self.replay), online=True)
 
     def save(self, path: str | Path) -> Path:
         return save_buffer(self.replay, path, self.info)

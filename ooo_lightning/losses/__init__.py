@@ -1,4 +1,5 @@
 from ooo_lightning.losses.base import ActorCriticLoss, LossKeys, soft_update
+from ooo_lightning.losses.calql import CalQLLoss
 from ooo_lightning.losses.iql import IQLLoss
 
-__all__ = ["ActorCriticLoss", "IQLLoss", "LossKeys", "soft_update"]
+__all__ = ["ActorCriticLoss", "CalQLLoss", "IQLLoss", "LossKeys", "soft_update"]

@@ -29,6 +29,8 @@ class LossKeys:
     terminated: NestedKey = ("next", "terminated")
     # Optional: a scaled exploration bonus, added to the TD target after any Q clipping.
     intrinsic_reward: NestedKey = ("next", "intrinsic_reward")
+    # Monte-Carlo return-to-go of the state (Cal-QL's calibration bound).
+    mc_return: NestedKey = "mc_return"
 
 
 class ActorCriticLoss(nn.Module):

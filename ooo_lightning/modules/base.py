@@ -151,12 +151,24 @@ class RLModule(LightningModule):
     def before_updates(self, batch_idx: int) -> None:
         """Hook for work before the updates of a step (the explorer collects here)."""
 
-    def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
-        """Task-reward shaping shared by both modules: r <- (r + bias) * scale.
-        Returns the batch and extra losses to optimise (none here)."""
+    def shape_reward(self, reward):
+        """Task-reward shaping shared by both modules: r <- (r + bias) * scale."""
         if self.reward_bias != 0.0 or self.reward_scale != 1.0:
-            reward = batch.get(("next", "reward"))
-            batch.set(("next", "reward"), (reward + self.reward_bias) * self.reward_scale)
+            return (reward + self.reward_bias) * self.reward_scale
+        return reward
+
+    def mc_return_settings(self) -> tuple[float, float | None] | None:
+        """(gamma, shaped failure reward) of the Monte-Carlo returns the loss reads, or None
+        when it reads none (see ``ooo_lightning.data.returns``)."""
+        if not getattr(self.loss, "uses_mc_returns", False):
+            return None
+        failure = getattr(self.loss, "sparse_failure_reward", None)
+        return float(self.loss.gamma), (None if failure is None else float(self.shape_reward(failure)))
+
+    def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
+        """Shapes the task reward; returns the batch and extra losses to optimise (none here)."""
+        if self.reward_bias != 0.0 or self.reward_scale != 1.0:
+            batch.set(("next", "reward"), self.shape_reward(batch.get(("next", "reward"))))
         return batch, {}
 
     def update(

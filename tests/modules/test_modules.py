@@ -111,3 +111,33 @@ def test_explorer_can_continue_from_a_saved_buffer(tiny_dataset, tmp_path):
     _trainer().fit(explorer2, datamodule=again)
     assert again.info.num_online == 8 + 12
     assert len(again.replay) == again.info.num_offline + 20 <= again.info.capacity
+
+
+def test_calql_explorer_stores_monte_carlo_returns_for_finished_episodes(tiny_dataset):
+    from ooo_lightning.data.returns import PENDING, monte_carlo_returns
+    from ooo_lightning.losses import CalQLLoss
+
+    loss = partial(CalQLLoss, hidden_dims=(16, 16), num_sampled_actions=2, sparse_failure_reward=0.0, gamma=0.9)
+    module = ExplorerModule(
+        ENV, loss, bonus=None, offline_updates=4, online_steps=200, updates_per_step=4,
+        batch_size=16, eval_every=0, reward_bias=-1.0,
+    )
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    rows = data.replay.storage[torch.arange(len(data.replay))]
+    stored = rows["mc_return"].reshape(-1)
+    shaped = rows["next", "reward"].reshape(-1) - 1.0
+    done = rows["next", "done"].reshape(-1)
+    n_off = data.info.num_offline
+    # Offline data: failures of a sparse task get r_fail / (1 - gamma) = -10 at every step.
+    expected_offline = monte_carlo_returns(shaped[:n_off], done[:n_off], 0.9, failure_reward=-1.0)
+    assert torch.allclose(stored[:n_off], expected_offline)
+    assert torch.all(expected_offline == -10.0)
+    # Online: episodes that ended have their returns (150-step limit: one ended in 200
+    # steps), the running one is still pending.
+    online_done = done[n_off:]
+    last_end = int(torch.nonzero(online_done).max()) + 1
+    assert last_end >= 150
+    expected_online = monte_carlo_returns(shaped[n_off:n_off + last_end], online_done[:last_end], 0.9, failure_reward=-1.0)
+    assert torch.allclose(stored[n_off:n_off + last_end], expected_online)
+    assert torch.all(stored[n_off + last_end:] == PENDING)
