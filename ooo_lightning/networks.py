@@ -32,12 +32,52 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with(x, self.weight, self.bias)
+
+    def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The layer with other (e.g. sliced or detached) weights of the same layout."""
         if x.dim() == 2:
-            x = x.expand(self.ensemble_size, *x.shape)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.expand(weight.shape[0], *x.shape)
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"ensemble_size={self.ensemble_size}, in={self.in_features}, out={self.out_features}"
+
+
+class _ScalarHead(torch.autograd.Function):
+    """baddbmm to one output feature, with a backward that avoids a K=1 matrix product:
+    the input gradient is a broadcast product (one pass), where bmm with an inner size of
+    one ran several times slower on the CPU."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias, x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad * weight.transpose(1, 2) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(x.transpose(1, 2), grad) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(1, keepdim=True) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+class EnsembleScalarHead(EnsembleLinear):
+    """The last layer of a critic ensemble (one output per member).
+
+    Runs in the parameters' precision even under autocast: a bf16 Q value of -50 has a
+    resolution of 0.25, coarser than the TD errors it must learn from.
+    """
+
+    def __init__(self, ensemble_size: int, in_features: int) -> None:
+        super().__init__(ensemble_size, in_features, 1)
+
+    def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.expand(weight.shape[0], *x.shape)
+        with torch.autocast(x.device.type, enabled=False):
+            return _ScalarHead.apply(x.to(weight.dtype), weight, bias)
 
 
 def mlp(
@@ -56,13 +96,23 @@ def mlp(
             # Per-member affine parameters would need an ensemble LayerNorm; the normalisation
             # itself is what curbs value extrapolation, so ensembles use a parameter-free one.
             layers.append(nn.LayerNorm(d_out, elementwise_affine=ensemble_size is None))
-        layers.append(nn.ReLU())
-    layers.append(nn.Linear(dims[-1], out_dim) if ensemble_size is None else EnsembleLinear(ensemble_size, dims[-1], out_dim))
+        # In place: no layer here needs its output kept for the backward pass.
+        layers.append(nn.ReLU(inplace=True))
+    if ensemble_size is None:
+        layers.append(nn.Linear(dims[-1], out_dim))
+    elif out_dim == 1:
+        layers.append(EnsembleScalarHead(ensemble_size, dims[-1]))
+    else:
+        layers.append(EnsembleLinear(ensemble_size, dims[-1], out_dim))
     return nn.Sequential(*layers)
 
 
 class QEnsemble(nn.Module):
-    """Q(s, a) for ``num_nets`` critics at once: returns ``[num_nets, *batch]``."""
+    """Q(s, a) for ``num_nets`` critics at once: returns ``[num_nets, *batch]``.
+
+    Only the ``EnsembleLinear`` layers hold per-member parameters (LayerNorm is parameter-free
+    in ensembles), which is what lets ``forward`` pick members by slicing the weights.
+    """
 
     def __init__(
         self,
@@ -76,11 +126,34 @@ class QEnsemble(nn.Module):
         self.num_nets = num_nets
         self.net = mlp(observation_dim + action_dim, 1, hidden_dims, ensemble_size=num_nets, layer_norm=layer_norm)
 
-    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        observation: torch.Tensor,
+        action: torch.Tensor,
+        members: torch.Tensor | None = None,
+        detach_weights: bool = False,
+    ) -> torch.Tensor:
+        """Q values ``[num_nets, *batch]``, or ``[len(members), *batch]`` for a subset of the
+        critics (only those are computed). ``detach_weights`` keeps the output differentiable
+        in the action while the backward skips the weight gradients (an actor's loss)."""
         x = torch.cat([observation, action], dim=-1)
         lead = x.shape[:-1]
-        out = self.net(x.reshape(-1, x.shape[-1]))  # [E, N, 1]
-        return out.reshape(self.num_nets, *lead)
+        x = x.reshape(-1, x.shape[-1])
+        if members is None and not detach_weights:
+            out = self.net(x)  # [E, N, 1]
+        else:
+            out = x.expand(self.num_nets if members is None else members.shape[0], *x.shape)
+            for layer in self.net:
+                if isinstance(layer, EnsembleLinear):
+                    weight, bias = layer.weight, layer.bias
+                    if members is not None:
+                        weight, bias = weight[members], bias[members]
+                    if detach_weights:
+                        weight, bias = weight.detach(), bias.detach()
+                    out = layer.forward_with(out, weight, bias)
+                else:
+                    out = layer(out)
+        return out.reshape(out.shape[0], *lead)
 
 
 class ValueNetwork(nn.Module):

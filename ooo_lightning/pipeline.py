@@ -6,12 +6,14 @@ Run directory layout::
     <run_dir>/explorer/              metrics.csv, TensorBoard events, checkpoints/
     <run_dir>/buffer/                the replay buffer (offline + every online transition)
     <run_dir>/exploiter/             metrics.csv, TensorBoard events, checkpoints/
+    <run_dir>/exploiter_T<T>/        the same for an exploiter on the buffer prefix up to online step T
     <run_dir>/results.json           one entry per evaluated policy
-    <run_dir>/plots/*.png            learning curves, visited states
+    <run_dir>/plots/*.png            learning curves, visited states, exploiter against online steps
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ooo_lightning.callbacks import PhaseProgressBar
+from ooo_lightning.data.buffer import load_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.evaluation import EvalResult
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
@@ -34,32 +37,48 @@ TrainerFactory = Callable[..., Trainer]
 
 
 class OOOPipeline(LightningModule):
-    """A whole OOO run: ``explorer`` (phases 1 and 2) then ``exploiter`` (phase 3), both
-    evaluated at the end on the same ``final_eval_episodes`` episodes.
+    """A whole OOO run: ``explorer`` (phases 1 and 2) then ``exploiter`` (phase 3), every
+    policy evaluated at the end on the same ``final_eval_episodes`` episodes.
 
     This module is a container for the configuration; ``ooo-lightning fit`` runs each of
     its phases with a Trainer of its own.
 
     Args:
-        explorer: the exploration agent (``ExplorerModule``).
+        explorer: the exploration agent (``ExplorerModule``); null runs phase 3 alone on a
+            saved buffer (``data.buffer``).
         exploiter: the exploitation agent (``ExploiterModule``), trained from scratch on the
             explorer's buffer; null stops after phase 2 (e.g. the fine-tuning baseline).
+        exploiter_online_steps: online steps T at which to retrain: one fresh exploiter per T
+            on the offline data plus the first T online transitions (the curve of the
+            exploiter against online steps), each entry ``exploiter_T<T>`` in results.json.
+            A T at or beyond the end of the buffer is the whole buffer and is reported as
+            ``exploiter``. Null: one exploiter on the whole buffer.
         final_eval_episodes: episodes of the final evaluation of each policy.
         eval_seed: seed of the first final-evaluation episode (episode i uses eval_seed + i).
     """
 
     def __init__(
         self,
-        explorer: ExplorerModule,
+        explorer: ExplorerModule | None = None,
         exploiter: ExploiterModule | None = None,
+        exploiter_online_steps: list[int] | None = None,
         final_eval_episodes: int = 50,
         eval_seed: int = 10_000,
     ) -> None:
         super().__init__()
-        if exploiter is not None and explorer.env_id != exploiter.env_id:
+        if explorer is None and exploiter is None:
+            raise ValueError("the pipeline needs an explorer, an exploiter, or both")
+        if explorer is not None and exploiter is not None and explorer.env_id != exploiter.env_id:
             raise ValueError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
+        if exploiter_online_steps is not None:
+            if exploiter is None:
+                raise ValueError("exploiter_online_steps needs an exploiter")
+            if not exploiter_online_steps or any(t < 0 for t in exploiter_online_steps):
+                raise ValueError(f"exploiter_online_steps must be a non-empty list of steps >= 0, got {exploiter_online_steps}")
+            exploiter_online_steps = sorted(set(int(t) for t in exploiter_online_steps))
         self.explorer = explorer
         self.exploiter = exploiter
+        self.exploiter_online_steps = exploiter_online_steps
         self.final_eval_episodes = final_eval_episodes
         self.eval_seed = eval_seed
 
@@ -121,18 +140,45 @@ class PhaseRunner:
         self._plot_visits(data, explorer.env_id)
         return result
 
-    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule) -> EvalResult:
-        return self.fit("exploiter", exploiter, data)
+    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule, phase: str = "exploiter") -> EvalResult:
+        return self.fit(phase, exploiter, data)
 
     def run_pipeline(self, pipeline: OOOPipeline, data: ReplayDataModule) -> dict[str, Any]:
-        self.run_explorer(pipeline.explorer, data)
+        if pipeline.explorer is not None:
+            self.run_explorer(pipeline.explorer, data)
         if pipeline.exploiter is None:
             return self.results
-        # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
-        exploit_data = ReplayDataModule()
-        exploit_data.attach(data.replay, data.info)
-        self.run_exploiter(pipeline.exploiter, exploit_data)
+        if pipeline.explorer is None:
+            # Phase 3 alone: the data module loads its saved buffer.
+            if data.replay is None:
+                if not data.buffer_path:
+                    raise ValueError("a pipeline without an explorer needs a saved buffer: set data.buffer")
+                data.replay, data.info = load_buffer(data.buffer_path)
+        if pipeline.exploiter_online_steps is None:
+            self.run_exploiter(pipeline.exploiter, self._shared(data))
+            return self.results
+        collected = data.info.num_online
+        for steps in pipeline.exploiter_online_steps:
+            whole = steps >= collected
+            exploiter = copy.deepcopy(pipeline.exploiter)  # a fresh, untrained agent for each T
+            exploiter.online_steps_limit = None if whole else steps
+            self.run_exploiter(exploiter, self._shared(data), "exploiter" if whole else f"exploiter_T{steps}")
+            if whole:
+                break  # larger T would train on the same data again
+        self._plot_online_steps_curve()
         return self.results
+
+    @staticmethod
+    def _shared(data: ReplayDataModule) -> ReplayDataModule:
+        # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
+        shared = ReplayDataModule()
+        shared.attach(data.replay, data.info)
+        return shared
+
+    def _plot_online_steps_curve(self) -> None:
+        from ooo_lightning.plots import plot_exploiter_against_online_steps
+
+        plot_exploiter_against_online_steps(self.results, self.run_dir / "plots" / "exploiter_vs_online_steps.png")
 
     def _plot_visits(self, data: ReplayDataModule, env_id: str) -> None:
         from ooo_lightning.envs import POINT_MASS_WALL_ID
@@ -153,9 +199,10 @@ class PhaseRunner:
 
 def format_results_table(results: dict[str, Any]) -> str:
     """A plain-text table of results.json's entries."""
-    header = f"{'policy':<12} {'success':>8} {'return':>16} {'episodes':>9} {'env_steps':>10}"
+    width = max([12, *(len(name) for name in results)])
+    header = f"{'policy':<{width}} {'success':>8} {'return':>16} {'episodes':>9} {'env_steps':>10}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         ret = f"{r['return_mean']:.2f} +- {r['return_std']:.2f}"
-        lines.append(f"{name:<12} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}")
+        lines.append(f"{name:<{width}} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}")
     return "\n".join(lines)

@@ -36,10 +36,14 @@ def _series(metrics: dict[str, np.ndarray], x_key: str, y_key: str) -> tuple[np.
     return x[keep], y[keep]
 
 
-def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] = ("explorer", "exploiter")) -> Path | None:
-    """Evaluation success/return against gradient updates for each phase, and the explorer's
-    online episodes against environment steps. Written to ``<run_dir>/plots/learning_curves.png``."""
+def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = None) -> Path | None:
+    """Evaluation success/return against gradient updates for each phase (all phase folders
+    with a metrics.csv by default), and the explorer's online episodes against environment
+    steps. Written to ``<run_dir>/plots/learning_curves.png``."""
     run_dir = Path(run_dir)
+    if phases is None:
+        found = sorted(p.parent.name for p in run_dir.glob("*/metrics.csv"))
+        phases = tuple(sorted(found, key=lambda name: (name != "explorer", name)))
     logs = {p: run_dir / p / "metrics.csv" for p in phases if (run_dir / p / "metrics.csv").is_file()}
     if not logs:
         return None
@@ -108,3 +112,32 @@ def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Pa
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path | None:
+    """Final success rate and return of each exploiter against the online steps of its data
+    (the paper's curve), with the explorer's final values for comparison."""
+    points = sorted(
+        (r["env_steps"], r["success_rate"], r["return_mean"])
+        for name, r in results.items()
+        if name == "exploiter" or name.startswith("exploiter_T")
+    )
+    if not points:
+        return None
+    steps, success, returns = (np.asarray(v, dtype=float) for v in zip(*points))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, y, key, label in ((axes[0], success, "success_rate", "success rate"), (axes[1], returns, "return_mean", "return")):
+        ax.plot(steps, y, marker="o", label="exploiter (fresh agent per T)")
+        if "explorer" in results:
+            explorer = results["explorer"]
+            ax.axhline(explorer[key], color="tab:red", ls="--", label=f"explorer after {explorer['env_steps']} steps")
+        ax.set_xlabel("online environment steps in the exploiter's data (T)")
+        ax.set_ylabel(f"final {label} (mean action)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

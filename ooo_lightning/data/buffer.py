@@ -98,11 +98,27 @@ def sample_indices(
     positive_indices: torch.Tensor | None = None,
     positive_samples: int = 0,
     generator: torch.Generator | None = None,
+    num_offline: int = 0,
+    offline_fraction: float | None = None,
 ) -> torch.Tensor:
     """Uniform indices in [0, end) shaped [num_batches, batch_size]; the first
     ``positive_samples`` of each batch come from ``positive_indices`` when there are any
-    (the up-sampling of rare rewarding transitions)."""
-    idx = torch.randint(0, end, (num_batches, batch_size), generator=generator)
+    (the up-sampling of rare rewarding transitions).
+
+    With ``offline_fraction`` (RLPD's symmetric sampling is 0.5), that share of each batch
+    comes from the offline rows [0, num_offline) and the rest from the online rows
+    [num_offline, end), once both exist."""
+    if offline_fraction is not None and 0 < num_offline < end:
+        n_offline = int(round(batch_size * offline_fraction))
+        idx = torch.cat(
+            [
+                torch.randint(0, num_offline, (num_batches, n_offline), generator=generator),
+                torch.randint(num_offline, end, (num_batches, batch_size - n_offline), generator=generator),
+            ],
+            1,
+        )
+    else:
+        idx = torch.randint(0, end, (num_batches, batch_size), generator=generator)
     if positive_samples > 0 and positive_indices is not None and positive_indices.numel() > 0:
         pick = torch.randint(0, positive_indices.numel(), (num_batches, positive_samples), generator=generator)
         idx[:, :positive_samples] = positive_indices[pick]

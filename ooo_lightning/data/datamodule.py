@@ -190,14 +190,14 @@ class ReplayDataModule(LightningDataModule):
         )
 
 
-def _as_is(batch: TensorDictBase | None) -> TensorDictBase | None:
+def _as_is(batch: TensorDictBase) -> TensorDictBase:
     # The default conversion would treat a TensorDict as a dict of tensors and take it apart.
     return batch
 
 
 class _StackedBatches(IterableDataset):
     """Yields ``module.num_training_steps`` batches of shape [updates_per_step, batch_size]
-    (``None`` while the buffer is still empty, e.g. before the first online step)."""
+    (an empty TensorDict while the buffer is still empty, e.g. before the first online step)."""
 
     def __init__(self, data: ReplayDataModule, module: RLModule) -> None:
         self.data, self.module = data, module
@@ -212,12 +212,22 @@ class _StackedBatches(IterableDataset):
         for _ in range(len(self)):
             end = module.sampling_end(len(data.replay), data.info.num_offline)
             if end <= 0:
-                yield None
+                # Not None: Lightning skips the training step of a None batch, and the
+                # explorer's step is where the first data gets collected.
+                yield TensorDict({}, batch_size=[0])
                 continue
             if module.positive_samples > 0 and end > scanned:
                 # Incremental scan: only the rows added since the last batch.
                 reward = data.replay.storage[torch.arange(scanned, end)].get(("next", "reward")).reshape(-1)
                 positives = torch.cat([positives, torch.nonzero(reward > 0).reshape(-1) + scanned])
                 scanned = end
-            idx = sample_indices(end, module.updates_per_step, module.batch_size, positives, module.positive_samples)
+            idx = sample_indices(
+                end,
+                module.updates_per_step,
+                module.batch_size,
+                positives,
+                module.positive_samples,
+                num_offline=data.info.num_offline,
+                offline_fraction=module.offline_fraction,
+            )
             yield data.replay.storage[idx]

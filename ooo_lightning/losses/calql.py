@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torch.func import functional_call
 
 from ooo_lightning.losses.base import ActorCriticLoss, soft_update
 from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, squash
@@ -232,8 +231,7 @@ class CalQLLoss(ActorCriticLoss):
         losses["qvalue"] = (q_data - td_target).pow(2).mean(-1).sum() + conservative.sum()
 
         # Actor on detached critic weights: its gradient must reach the policy only.
-        critic_weights = {name: p.detach() for name, p in self.qvalue.named_parameters()}
-        q_pi = functional_call(self.qvalue, critic_weights, (obs, pi_action)).min(0).values
+        q_pi = self.qvalue(obs, pi_action, detach_weights=True).min(0).values
         losses["actor"] = (alpha.detach() * pi_log_prob - q_pi).mean()
         if self.auto_alpha:
             losses["alpha"] = -(self.log_alpha * (pi_log_prob.detach() + self.target_entropy)).mean()

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
 
+from ooo_lightning.cpu import keep_freed_memory
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss
 
@@ -45,6 +46,7 @@ class RLModule(LightningModule):
         reward_scale: float = 1.0,
         reward_bias: float = 0.0,
         positive_samples: int = 0,
+        offline_fraction: float | None = None,
         eval_every: int = 500,
         eval_episodes: int = 10,
         log_every: int = 25,
@@ -71,7 +73,10 @@ class RLModule(LightningModule):
         self.updates_per_step = updates_per_step
         self.reward_scale = reward_scale
         self.reward_bias = reward_bias
+        if offline_fraction is not None and not 0.0 <= offline_fraction <= 1.0:
+            raise ValueError(f"offline_fraction must be in [0, 1] or null, got {offline_fraction}")
         self.positive_samples = positive_samples
+        self.offline_fraction = offline_fraction
         self.eval_every = eval_every
         self.eval_episodes = eval_episodes
         self.log_every = log_every
@@ -117,6 +122,8 @@ class RLModule(LightningModule):
         self._nvml_check = os.environ.pop(_NVML_CHECK, None)
         # A .item() per update forces a device sync; on accelerators check at log steps only.
         self._check_every_update = self.device.type == "cpu"
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self._t_start = time.perf_counter()
         self._updates_at_start = self.num_updates
 
@@ -128,7 +135,7 @@ class RLModule(LightningModule):
         self.before_updates(batch_idx)
         losses: dict[str, torch.Tensor] = {}
         cache: dict[str, torch.Tensor] = {}
-        if batch is not None:
+        if batch is not None and batch.batch_size.numel() > 0:  # empty before the first online data
             optimizers = self.optimizers()
             if not isinstance(optimizers, list):
                 optimizers = [optimizers]

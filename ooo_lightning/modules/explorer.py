@@ -66,6 +66,8 @@ class ExplorerModule(RLModule):
         updates_per_step: gradient updates per Lightning training step (amortises overhead).
         reward_scale, reward_bias: task reward r becomes (r + bias) * scale before the loss.
         positive_samples: samples per batch drawn from rewarding transitions (0: uniform).
+        offline_fraction: share of each batch drawn from the offline data once online data
+            exists (0.5 is RLPD's symmetric sampling); null samples the whole buffer uniformly.
         eval_every: training steps between evaluations (0: only at the end).
         eval_episodes: episodes per evaluation.
         log_every: training steps between log entries.
@@ -105,6 +107,7 @@ class ExplorerModule(RLModule):
         self._recent_successes: deque[bool] = deque(maxlen=20)
         self.online_episodes = 0
         self.online_goal_episodes = 0
+        self.bonus_rows_seen = 0
 
     # --- what the data module asks ------------------------------------------------------
     @property
@@ -130,13 +133,23 @@ class ExplorerModule(RLModule):
     def before_updates(self, batch_idx: int) -> None:
         if batch_idx < self.offline_training_steps:
             self.phase = "explorer offline"
-            return
-        self.phase = "explorer online"
-        if self._collector_iter is None:
-            self._start_collector()
-        frames = next(self._collector_iter)
-        self.trainer.datamodule.add_online(frames)
-        self._track_episodes(frames)
+        else:
+            self.phase = "explorer online"
+            if self._collector_iter is None:
+                self._start_collector()
+            frames = next(self._collector_iter)
+            self.trainer.datamodule.add_online(frames)
+            self._track_episodes(frames)
+        if self.bonus is not None:
+            self._show_new_rows_to_bonus()
+
+    def _show_new_rows_to_bonus(self) -> None:
+        # Every transition in the buffer is shown once (offline data at the first step), so a
+        # count bonus counts the data, not how often it was sampled.
+        replay = self.trainer.datamodule.replay
+        if len(replay) > self.bonus_rows_seen:
+            self.bonus.observe(replay.storage[torch.arange(self.bonus_rows_seen, len(replay))].to(self.device))
+            self.bonus_rows_seen = len(replay)
 
     def _start_collector(self) -> None:
         from torchrl.collectors import Collector
@@ -194,3 +207,11 @@ class ExplorerModule(RLModule):
             out["online/episodes"] = float(self.online_episodes)
             out["online/goal_episodes"] = float(self.online_goal_episodes)
         return out
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["ooo_bonus_rows_seen"] = self.bonus_rows_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.bonus_rows_seen = checkpoint.get("ooo_bonus_rows_seen", 0)

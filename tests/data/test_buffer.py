@@ -63,3 +63,15 @@ def test_sample_indices_respects_the_prefix_and_upsamples_positives():
     # no positives yet: plain uniform sampling, no error
     idx = sample_indices(50, 2, 32, torch.empty(0, dtype=torch.long), positive_samples=8, generator=g)
     assert idx.shape == (2, 32)
+
+
+def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
+    g = torch.Generator().manual_seed(0)
+    idx = sample_indices(1000, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx[:, :5] < 900) and torch.all(idx[:, 5:] >= 900)
+    # Before any online row exists, every sample is offline.
+    idx = sample_indices(900, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx < 900)
+    # Positives still take the first slots.
+    idx = sample_indices(1000, 4, 10, torch.tensor([950]), 2, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx[:, :2] == 950)

@@ -13,6 +13,7 @@ def _module(**kw):
         updates_per_step=3,
         batch_size=16,
         positive_samples=0,
+        offline_fraction=None,
         sampling_end=lambda buffer_len, num_offline: buffer_len,
     )
     defaults.update(kw)
@@ -46,11 +47,11 @@ def test_positive_samples_come_from_rewarding_transitions():
         assert (rewards > 0).all()
 
 
-def test_empty_buffer_yields_none_until_data_arrives():
+def test_empty_buffer_yields_empty_batches_until_data_arrives():
     dm = ReplayDataModule()
     dm.attach(make_replay_buffer(10), BufferInfo(10, 0, 0, 2, 2))
     it = iter(_StackedBatches(dm, _module(num_training_steps=2)))
-    assert next(it) is None
+    assert next(it).batch_size.numel() == 0
     dm.add_online(_transitions(4))
     assert next(it).batch_size == torch.Size([3, 16])
     assert dm.info.num_online == 4

@@ -141,3 +141,16 @@ def test_calql_explorer_stores_monte_carlo_returns_for_finished_episodes(tiny_da
     expected_online = monte_carlo_returns(shaped[n_off:n_off + last_end], online_done[:last_end], 0.9, failure_reward=-1.0)
     assert torch.allclose(stored[n_off:n_off + last_end], expected_online)
     assert torch.all(stored[n_off + last_end:] == PENDING)
+
+
+def test_count_bonus_counts_each_buffer_row_once(tiny_dataset):
+    from ooo_lightning.exploration import CountBonus
+
+    module = ExplorerModule(
+        ENV, SMALL, bonus=partial(CountBonus, cell_size=0.05), offline_updates=8, online_steps=24,
+        updates_per_step=4, batch_size=16, eval_every=0,
+    )
+    assert [name for name, _, _ in module.optimizer_specs()] == ["value", "actor", "qvalue"]
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    assert int(module.bonus.counts.sum()) == len(data.replay) == data.info.num_offline + 24
