@@ -27,7 +27,9 @@ def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int
     if (run_dir / "results.json").is_file():
         print(f"reusing {run_dir}/results.json", flush=True)
         return None
-    cmd = ["ooo-lightning", "fit", f"--config={config}", f"--seed_everything={seed}",
+    # The interpreter running this script, so it also works where the package is only on
+    # PYTHONPATH (no console script installed).
+    cmd = [sys.executable, "-m", "ooo_lightning.cli", "fit", f"--config={config}", f"--seed_everything={seed}",
            f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false", *extra]
     print("$", " ".join(cmd), flush=True)
     env = dict(os.environ)

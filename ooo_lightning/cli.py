@@ -107,4 +107,4 @@ def main(args: Any = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()  # LightningCLI reads sys.argv itself
