@@ -136,3 +136,23 @@ def test_exploiter_curve_trains_one_fresh_agent_per_online_step_count(pipeline_r
     for phase in results:
         assert (cli.run_dir / phase / "metrics.csv").is_file()
     assert (cli.run_dir / "plots" / "exploiter_vs_online_steps.png").is_file()
+
+
+def test_losses_and_bonuses_swap_per_phase_from_the_command_line():
+    from ooo_lightning.exploration import CountBonus
+    from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss
+
+    explorer = "--model.init_args.explorer.init_args"
+    cli = OOOLightningCLI(
+        args=[f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}",
+              f"{explorer}.loss.class_path=ooo_lightning.losses.SACLoss", f"{explorer}.loss.init_args.num_qvalue_nets=4",
+              f"{explorer}.bonus.class_path=ooo_lightning.exploration.CountBonus",
+              "--model.init_args.exploiter.init_args.loss.class_path=ooo_lightning.losses.CalQLLoss",
+              "--model.init_args.exploiter.init_args.loss.init_args.calibrate=false"],
+        run=False,
+    )
+    pipeline = cli.model
+    assert isinstance(pipeline.explorer.loss, SACLoss) and pipeline.explorer.loss.qvalue.num_nets == 4
+    assert isinstance(pipeline.explorer.bonus, CountBonus)
+    assert isinstance(pipeline.exploiter.loss, CalQLLoss) and not pipeline.exploiter.loss.calibrate
+    assert not isinstance(pipeline.exploiter.loss, IQLLoss)
