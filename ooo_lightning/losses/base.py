@@ -56,17 +56,20 @@ class ActorCriticLoss(nn.Module):
     def terms(self) -> tuple[str, ...]:
         return tuple(t for stage in self.stages for t in stage)
 
+    #: Adam learning rate of each term; set by the subclass from its arguments.
+    learning_rates: dict[str, float]
+
     # --- to implement -----------------------------------------------------------------
     @property
     def policy(self) -> nn.Module:
-        """The actor; must provide ``act(observation, deterministic) -> action``."""
-        raise NotImplementedError
+        """The actor (``self.actor`` by default); must provide ``act(observation, deterministic)``."""
+        return self.actor
 
     def term_parameters(self, term: str) -> list[nn.Parameter]:
         raise NotImplementedError
 
     def term_learning_rate(self, term: str) -> float:
-        raise NotImplementedError
+        return self.learning_rates[term]
 
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Loss terms of ``stage``. ``cache`` carries tensors from earlier stages of the same

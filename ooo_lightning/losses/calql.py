@@ -121,16 +121,13 @@ class CalQLLoss(ActorCriticLoss):
         self.sparse_failure_reward = sparse_failure_reward
         terms = ["actor", "qvalue"] + (["alpha"] if auto_alpha else []) + (["cql_alpha"] if lagrange else [])
         self.stages = (tuple(terms),)
-        self._lr = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr, "cql_alpha": cql_alpha_lr}
+        self.learning_rates = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr, "cql_alpha": cql_alpha_lr}
 
     # --- contract -----------------------------------------------------------------------
     @property
     def uses_mc_returns(self) -> bool:
         return self.calibrate
 
-    @property
-    def policy(self) -> TanhGaussianPolicy:
-        return self.actor
 
     def term_parameters(self, term: str) -> list[nn.Parameter]:
         return {
@@ -140,8 +137,6 @@ class CalQLLoss(ActorCriticLoss):
             "cql_alpha": [self.log_cql_alpha],
         }[term]
 
-    def term_learning_rate(self, term: str) -> float:
-        return self._lr[term]
 
     def after_stage(self, stage: int) -> None:
         soft_update(self.target_qvalue, self.qvalue, self.target_update_rate)

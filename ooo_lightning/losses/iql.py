@@ -77,17 +77,12 @@ class IQLLoss(ActorCriticLoss):
         self.target_update_rate = target_update_rate
         self.q_bounds = tuple(q_bounds) if q_bounds is not None else None
         self.action_clip = action_clip
-        self._lr = {"actor": actor_lr, "value": value_lr, "qvalue": qvalue_lr}
+        self.learning_rates = {"actor": actor_lr, "value": value_lr, "qvalue": qvalue_lr}
 
-    @property
-    def policy(self) -> GaussianPolicy:
-        return self.actor
 
     def term_parameters(self, term: str) -> list[nn.Parameter]:
         return list({"actor": self.actor, "value": self.value, "qvalue": self.qvalue}[term].parameters())
 
-    def term_learning_rate(self, term: str) -> float:
-        return self._lr[term]
 
     def _clip_q(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.q_bounds is None else x.clamp(*self.q_bounds)

@@ -111,12 +111,9 @@ class SACLoss(ActorCriticLoss):
         # Calls of the actor stage so far; a plain int (not saved in checkpoints), so a resumed
         # run may shift which of the k updates of a step carries the actor update.
         self.actor_stage_calls = 0
-        self._lr = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr}
+        self.learning_rates = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr}
 
     # --- contract -----------------------------------------------------------------------
-    @property
-    def policy(self) -> TanhGaussianPolicy:
-        return self.actor
 
     def term_parameters(self, term: str) -> list[nn.Parameter]:
         return {
@@ -125,8 +122,6 @@ class SACLoss(ActorCriticLoss):
             "alpha": [self.log_alpha],
         }[term]
 
-    def term_learning_rate(self, term: str) -> float:
-        return self._lr[term]
 
     def after_stage(self, stage: int) -> None:
         if stage == 0:
