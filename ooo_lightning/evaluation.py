@@ -63,7 +63,8 @@ def evaluate_policy(
             total, success, done = 0.0, False, False
             while not done:
                 obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).unsqueeze(0)
-                action = policy.act(obs_t, deterministic=True).squeeze(0).cpu().numpy()
+                # float(): under bf16 autocast (evaluations inside a bf16-mixed fit) the action is bf16.
+                action = policy.act(obs_t, deterministic=True).squeeze(0).float().cpu().numpy()
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 success = success or bool(info.get("success", info.get("is_success", False)))

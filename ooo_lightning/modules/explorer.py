@@ -27,7 +27,9 @@ class _SamplingActor(nn.Module):
         self.policy = policy
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.policy.act(observation, deterministic=False)
+        # The collector runs inside a training step: under bf16-mixed autocast the action
+        # would come out bf16, which the environment does not take.
+        return self.policy.act(observation, deterministic=False).to(observation.dtype)
 
 
 def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int):

@@ -154,3 +154,17 @@ def test_count_bonus_counts_each_buffer_row_once(tiny_dataset):
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
     assert int(module.bonus.counts.sum()) == len(data.replay) == data.info.num_offline + 24
+
+
+def test_explorer_collects_and_evaluates_under_bf16_mixed_precision(tiny_dataset):
+    # Collection and evaluation happen inside training steps, i.e. under bf16 autocast.
+    from ooo_lightning.losses import CalQLLoss
+
+    loss = partial(CalQLLoss, hidden_dims=(16, 16), num_sampled_actions=2)
+    explorer = ExplorerModule(ENV, loss, bonus=partial(RNDBonus, hidden_dims=(16,), embedding_dim=8),
+                              offline_updates=8, online_steps=16, updates_per_step=4, batch_size=16,
+                              eval_every=2, eval_episodes=1)
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer(precision="bf16-mixed").fit(explorer, datamodule=data)
+    assert explorer.env_steps == 16
+    assert data.replay.storage[torch.arange(len(data.replay))]["action"].dtype == torch.float32
