@@ -17,6 +17,16 @@ from torchrl.data import ReplayBuffer  # noqa: E402
 from ooo_lightning.data.buffer import BufferInfo  # noqa: E402
 
 
+def _save(fig: plt.Figure, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per metric: (row index order) values with the row's step, NaN rows dropped later."""
     with open(csv_path, newline="") as f:
@@ -73,12 +83,7 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = run_dir / "plots" / "learning_curves.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
 
 
 def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, bins: int = 60) -> Path:
@@ -106,12 +111,7 @@ def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Pa
     axes[0].set_ylabel("y")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("visited states, log(1 + count)")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, dpi=110)
 
 
 def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path | None:
@@ -135,9 +135,4 @@ def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path
         ax.set_ylabel(f"final {label} (mean action)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
