@@ -30,6 +30,7 @@ from ooo_lightning.data.buffer import load_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.evaluation import EvalResult
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
+from ooo_lightning.scores import normalized_score
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class PhaseRunner:
         trainer.fit(module, datamodule=data)
         result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
         self.results[phase] = result.to_dict()
+        reference = data.info.reference_returns if data.info is not None else None
+        if reference:
+            self.results[phase]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
+            self.results[phase]["score_reference"] = list(reference)
         self.write_results()
         log.info("%s: %s", phase, result)
         return result
@@ -200,9 +205,15 @@ class PhaseRunner:
 def format_results_table(results: dict[str, Any]) -> str:
     """A plain-text table of results.json's entries."""
     width = max([12, *(len(name) for name in results)])
+    scored = any("normalized_score" in r for r in results.values())
     header = f"{'policy':<{width}} {'success':>8} {'return':>16} {'episodes':>9} {'env_steps':>10}"
+    header += f" {'normalized':>10}" if scored else ""
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         ret = f"{r['return_mean']:.2f} +- {r['return_std']:.2f}"
-        lines.append(f"{name:<{width}} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}")
+        line = f"{name:<{width}} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}"
+        if scored:
+            score = r.get("normalized_score")
+            line += f" {score:>10.1f}" if score is not None else f" {'-':>10}"
+        lines.append(line)
     return "\n".join(lines)

@@ -86,31 +86,43 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
     return _save(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
 
 
+def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: int) -> None:
+    """Heat map of ``states`` over the arena with the wall, start and goal."""
+    from ooo_lightning.envs import point_mass_wall as pmw
+
+    extent = (*pmw.X_BOUNDS, *pmw.Y_BOUNDS)
+    hist, _, _ = np.histogram2d(states[:, 0], states[:, 1], bins=bins, range=[list(pmw.X_BOUNDS), list(pmw.Y_BOUNDS)])
+    ax.imshow(np.log1p(hist.T), origin="lower", extent=extent, cmap="viridis", aspect="auto")
+    (x0, y0), (x1, y1) = pmw.WALL
+    ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall")
+    ax.add_patch(plt.Circle(pmw.GOAL, pmw.GOAL_RADIUS, color="red", fill=False, lw=2, label="goal"))
+    ax.plot(*pmw.START, marker="*", color="orange", ms=12, ls="", label="start")
+    ax.set_title(f"{title}: {len(states)} states")
+    ax.set_xlabel("x")
+    ax.set_xlim(pmw.X_BOUNDS)
+    ax.set_ylim(pmw.Y_BOUNDS)
+
+
 def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, bins: int = 60) -> Path:
     """Heat maps of the states visited offline and online on point-mass-wall, with the wall,
     start and goal drawn."""
-    from ooo_lightning.envs import point_mass_wall as pmw
-
     obs = buffer.storage[torch.arange(len(buffer))].get("observation").numpy()
     offline, online = obs[: info.num_offline], obs[info.num_offline :]
-    extent = (*pmw.X_BOUNDS, *pmw.Y_BOUNDS)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
-    for ax, states, title in ((axes[0], offline, "offline dataset"), (axes[1], online, "online (explorer)")):
-        hist, _, _ = np.histogram2d(
-            states[:, 0], states[:, 1], bins=bins, range=[list(pmw.X_BOUNDS), list(pmw.Y_BOUNDS)]
-        )
-        ax.imshow(np.log1p(hist.T), origin="lower", extent=extent, cmap="viridis", aspect="auto")
-        (x0, y0), (x1, y1) = pmw.WALL
-        ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall")
-        ax.add_patch(plt.Circle(pmw.GOAL, pmw.GOAL_RADIUS, color="red", fill=False, lw=2, label="goal"))
-        ax.plot(*pmw.START, marker="*", color="orange", ms=12, ls="", label="start")
-        ax.set_title(f"{title}: {len(states)} states")
-        ax.set_xlabel("x")
-        ax.set_xlim(pmw.X_BOUNDS)
-        ax.set_ylim(pmw.Y_BOUNDS)
+    _draw_point_mass_states(axes[0], offline, "offline dataset", bins)
+    _draw_point_mass_states(axes[1], online, "online (explorer)", bins)
     axes[0].set_ylabel("y")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("visited states, log(1 + count)")
+    return _save(fig, out, dpi=110)
+
+
+def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, bins: int = 60) -> Path:
+    """Where a point-mass-wall dataset's states lie (the dataset command's picture)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    _draw_point_mass_states(ax, observations, "offline dataset", bins)
+    ax.set_ylabel("y")
+    ax.legend(loc="upper right", fontsize=8)
     return _save(fig, out, dpi=110)
 
 

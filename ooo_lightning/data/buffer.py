@@ -42,6 +42,10 @@ class BufferInfo:
     observation_dim: int
     action_dim: int
     env_id: str | None = None
+    #: The offline data's name (file stem or Minari id), and its (random, expert) reference
+    #: returns for D4RL's normalized score when known.
+    dataset_name: str | None = None
+    reference_returns: list[float] | None = None
 
 
 def make_replay_buffer(capacity: int) -> ReplayBuffer:

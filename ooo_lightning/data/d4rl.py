@@ -196,7 +196,20 @@ def load_d4rl_hdf5(
         for key in OPTIONAL_KEYS:
             if key in f:
                 raw[key] = _read_array(f, path, key)
+    return validate_transitions(path, raw, obs_dim, act_dim)
 
+
+def validate_transitions(
+    source: Path | str, raw: Mapping[str, np.ndarray], obs_dim: int | None = None, act_dim: int | None = None
+) -> dict[str, np.ndarray]:
+    """Checks and normalises D4RL-keyed arrays from any reader (HDF5, npz, Minari).
+
+    ``source`` names the file or dataset in the errors. Returns float32 arrays and bool
+    flags; ``next_observations`` are derived (dropping rows without a known successor)
+    when absent. Raises :class:`DatasetError` on a wrong shape, length, dtype or value.
+    """
+    path = source
+    raw = dict(raw)
     _check_matrix(path, "observations", raw["observations"], obs_dim, "obs")
     _check_matrix(path, "actions", raw["actions"], act_dim, "act")
     raw["rewards"] = _check_vector(path, "rewards", raw["rewards"])

@@ -40,26 +40,45 @@ class ReplayDataModule(LightningDataModule):
     """Where the transitions come from: an offline dataset, a saved buffer, or nothing.
 
     Args:
-        dataset: D4RL-layout HDF5 file with the offline data (phase 1).
+        dataset: the offline data (phase 1): a D4RL-layout HDF5 file (``.hdf5``/``.h5``), an
+            npz file with the same keys, or a local Minari dataset id (``minari:<id>`` or a
+            bare id); see :mod:`ooo_lightning.data.sources`.
         buffer: a saved buffer folder (``<run>/buffer``), e.g. to re-run phase 3 alone.
-        generate_missing_dataset: create the point-mass-wall dataset at ``dataset`` when the
-            file does not exist (so the default job needs nothing else).
-        generated_episodes, generated_seed, generated_noise: settings of that generation.
+        observation_key: for Minari datasets with dict observations, the entry to use
+            (default ``observation``).
+        score_reference: how results.json's ``normalized_score`` is computed: ``auto`` (the
+            dataset's Minari metadata, else D4RL's reference returns found from its name),
+            a D4RL name (``antmaze-large-diverse-v2``), ``[random_return, expert_return]``,
+            or null for none.
+        generate_missing_dataset: create the project's dataset at ``dataset`` when the file
+            does not exist (point-mass-wall and the PointMaze tasks), so a job needs nothing else.
+        generated_episodes, generated_seed, generated_noise: settings of that generation
+            (episodes apply to point-mass-wall; the noise is the controller's action noise).
+        generated_steps, generated_missing_goal_radius: PointMaze only: transitions to
+            collect, and the radius around the goal from which every transition is removed.
     """
 
     def __init__(
         self,
         dataset: str | None = None,
         buffer: str | None = None,
+        observation_key: str | None = None,
+        score_reference: str | list[float] | None = "auto",
         generate_missing_dataset: bool = False,
         generated_episodes: int = 100,
         generated_seed: int = 0,
         generated_noise: float = 0.5,
+        generated_steps: int = 100_000,
+        generated_missing_goal_radius: float | None = None,
     ) -> None:
         super().__init__()
         if dataset and buffer:
-            raise ValueError("set either data.dataset (an HDF5 file) or data.buffer (a saved buffer), not both")
+            raise ValueError("set either data.dataset (a dataset file or Minari id) or data.buffer (a saved buffer), not both")
         self.dataset = dataset
+        self.observation_key = observation_key
+        self.score_reference = score_reference
+        self.generated_steps = generated_steps
+        self.generated_missing_goal_radius = generated_missing_goal_radius
         self.buffer_path = buffer
         self.generate_missing_dataset = generate_missing_dataset
         self.generated_episodes = generated_episodes
@@ -89,7 +108,10 @@ class ReplayDataModule(LightningDataModule):
 
     def _build(self, module: RLModule) -> tuple[ReplayBuffer, BufferInfo]:
         if self.buffer_path:
-            return load_buffer(self.buffer_path)
+            replay, info = load_buffer(self.buffer_path)
+            if self.score_reference != "auto":  # an explicit choice overrides what the buffer recorded
+                info.reference_returns = self._reference(info.dataset_name, {})
+            return replay, info
         info = BufferInfo(
             capacity=max(1, module.online_capacity),
             num_offline=0,
@@ -99,32 +121,50 @@ class ReplayDataModule(LightningDataModule):
             env_id=module.env_id,
         )
         if not self.dataset:
+            info.reference_returns = self._reference(None, {})
             return make_replay_buffer(info.capacity), info
-        from ooo_lightning.data.d4rl import load_d4rl_hdf5, to_tensordict
+        from ooo_lightning.data.d4rl import to_tensordict
+        from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 
-        path = Path(self.dataset)
-        if not path.exists() and self.generate_missing_dataset:
-            self._generate(path, module.env_id)
-        data = load_d4rl_hdf5(path, obs_dim=module.observation_dim, act_dim=module.action_dim)
+        source = resolve_source(self.dataset)
+        if source.kind != "minari" and not Path(source.location).exists() and self.generate_missing_dataset:
+            self._generate(Path(source.location), module.env_id)
+        data, meta = load_offline_dataset(
+            self.dataset, obs_dim=module.observation_dim, act_dim=module.action_dim, observation_key=self.observation_key
+        )
         td = to_tensordict(data)
         info.num_offline = td.shape[0]
         info.capacity = info.num_offline + max(0, module.online_capacity)
+        info.dataset_name = meta["name"]
+        info.reference_returns = self._reference(meta["name"], meta)
         replay = make_replay_buffer(info.capacity)
         replay.extend(select_transitions(td))
-        log.info("loaded %d offline transitions from %s", info.num_offline, path)
+        log.info("loaded %d offline transitions from %s", info.num_offline, self.dataset)
         return replay, info
 
-    def _generate(self, path: Path, env_id: str) -> None:
-        from ooo_lightning.envs import POINT_MASS_WALL_ID
-        from ooo_lightning.envs.scripted import ensure_point_mass_wall_dataset
+    def _reference(self, name: str | None, meta: dict) -> list[float] | None:
+        from ooo_lightning.scores import resolve_reference
 
-        if env_id != POINT_MASS_WALL_ID:
+        found = resolve_reference(self.score_reference, name, meta)
+        return list(found) if found is not None else None
+
+    def _generate(self, path: Path, env_id: str) -> None:
+        from ooo_lightning.data.generate import generate_for_env, generators
+
+        if env_id not in generators():
             raise FileNotFoundError(
-                f"offline dataset {path} does not exist, and only the {POINT_MASS_WALL_ID} dataset can be "
-                f"generated (the environment is {env_id!r}); give the path of an existing D4RL-layout HDF5 file."
+                f"offline dataset {path} does not exist, and the project can only generate datasets for "
+                f"{sorted(generators())} (the environment is {env_id!r}); give the path of an existing "
+                "D4RL HDF5 / npz file or a local Minari id."
             )
-        ensure_point_mass_wall_dataset(
-            path, num_episodes=self.generated_episodes, seed=self.generated_seed, noise=self.generated_noise
+        generate_for_env(
+            env_id,
+            path,
+            episodes=self.generated_episodes,
+            steps=self.generated_steps,
+            seed=self.generated_seed,
+            noise=self.generated_noise,
+            missing_goal_radius=self.generated_missing_goal_radius,
         )
 
     def _check_dims(self, module: RLModule) -> None:

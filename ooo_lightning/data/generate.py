@@ -1,0 +1,259 @@
+"""``ooo-lightning-data``: the project's own offline datasets, written as D4RL HDF5, npz or Minari.
+
+Nothing can be downloaded here, so the datasets that the tasks need are generated:
+
+    # point-mass-wall: a noisy controller that never gets past the wall
+    ooo-lightning-data point-mass-wall --out data/point_mass_wall.hdf5
+    # PointMaze (gymnasium-robotics) from a waypoint controller visiting random cells, the
+    # way D4RL's maze2d data was made; --missing-goal-radius removes the goal region
+    ooo-lightning-data pointmaze --size medium --steps 100000 --missing-goal-radius 1.0 \\
+        --out data/pointmaze_medium_missing_goal.hdf5
+    # the same as a local Minari dataset (under MINARI_DATASETS_PATH or ~/.minari)
+    ooo-lightning-data pointmaze --size medium --format minari --out ooo/pointmaze-medium/missing-goal-v0
+
+Each command also writes a picture of the data's coverage next to the file
+(``<out>.coverage.png``; for Minari inside the dataset folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ooo_lightning.data.d4rl import write_d4rl_hdf5
+
+FORMATS = ("hdf5", "npz", "minari")
+
+
+class _Generator:
+    """One task's dataset: how to make it and how to draw its coverage."""
+
+    def generate(self, *, episodes: int, steps: int, seed: int, noise: float, missing_goal_radius: float | None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+        raise NotImplementedError
+
+
+class _PointMassWall(_Generator):
+    def generate(self, *, episodes: int, seed: int, noise: float, **_: Any) -> dict[str, np.ndarray]:
+        from ooo_lightning.envs.scripted import generate_point_mass_wall_dataset
+
+        return generate_point_mass_wall_dataset(episodes, seed, noise)
+
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+        from ooo_lightning.plots import plot_point_mass_coverage
+
+        return plot_point_mass_coverage(data["observations"], path)
+
+
+class _PointMaze(_Generator):
+    def __init__(self, size: str) -> None:
+        self.size = size
+
+    def generate(self, *, steps: int, seed: int, noise: float, missing_goal_radius: float | None, **_: Any) -> dict[str, np.ndarray]:
+        from ooo_lightning.envs.maze_data import generate_pointmaze_dataset
+
+        data, _stats = generate_pointmaze_dataset(
+            size=self.size, num_steps=steps, seed=seed, action_noise=noise, missing_goal_radius=missing_goal_radius
+        )
+        return data
+
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+        from ooo_lightning.envs.maze_data import plot_coverage
+
+        title = f"PointMaze {self.size}: {len(data['observations'])} transitions"
+        if missing_goal_radius:
+            title += f", none within {missing_goal_radius} of the goal"
+        return plot_coverage(data, self.size, path, title=title, missing_goal_radius=missing_goal_radius)
+
+
+@functools.cache
+def generators() -> dict[str, _Generator]:
+    """Environment id -> its dataset generator (built on first use: importing the data
+    package must not import the environments)."""
+    from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID
+
+    return {
+        POINT_MASS_WALL_ID: _PointMassWall(),
+        POINT_MAZE_MEDIUM_ID: _PointMaze("medium"),
+        POINT_MAZE_LARGE_ID: _PointMaze("large"),
+    }
+
+
+def coverage_path(out: str | Path, fmt: str) -> Path:
+    if fmt == "minari":
+        from ooo_lightning.data.sources import minari_root
+
+        return minari_root() / str(out) / "coverage.png"
+    return Path(f"{out}.coverage.png")
+
+
+def generate_for_env(
+    env_id: str,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    episodes: int = 100,
+    steps: int = 100_000,
+    seed: int = 0,
+    noise: float = 0.5,
+    missing_goal_radius: float | None = None,
+    overwrite: bool = True,
+) -> dict[str, np.ndarray]:
+    """Generates the dataset of ``env_id`` and writes it to ``out`` in ``fmt`` (by default
+    from the suffix: ``.npz`` is npz, anything else HDF5)."""
+    if env_id not in generators():
+        raise ValueError(f"no dataset generator for {env_id!r}; known: {sorted(generators())}")
+    fmt = fmt or ("npz" if str(out).endswith(".npz") else "hdf5")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+    if fmt == "minari":
+        _check_minari_target(str(out), overwrite)
+    generator = generators()[env_id]
+    data = generator.generate(episodes=episodes, steps=steps, seed=seed, noise=noise, missing_goal_radius=missing_goal_radius)
+    if fmt == "hdf5":
+        write_d4rl_hdf5(out, data)
+    elif fmt == "npz":
+        write_npz(out, data)
+    else:
+        write_minari(str(out), data, env_id, overwrite=overwrite)
+    generator.plot(data, coverage_path(out, fmt), missing_goal_radius)
+    return data
+
+
+def write_npz(path: str | Path, data: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in data.items()})
+    tmp.replace(path)  # atomic: an interrupted write leaves no half file behind
+    return path
+
+
+def episodes_from_transitions(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Splits flat D4RL arrays into episodes at terminals | timeouts (and at the end of the
+    data); each episode gets T + 1 observations, the last being the final next observation."""
+    ends = np.flatnonzero(np.asarray(data["terminals"], bool) | np.asarray(data["timeouts"], bool))
+    n = len(data["observations"])
+    if len(ends) == 0 or ends[-1] != n - 1:
+        ends = np.append(ends, n - 1)
+    episodes, start = [], 0
+    for end in ends:
+        rows = slice(start, end + 1)
+        obs = np.concatenate([data["observations"][rows], data["next_observations"][end : end + 1]])
+        terminations = np.asarray(data["terminals"][rows], bool)
+        episodes.append(
+            {
+                "observations": obs,
+                "actions": data["actions"][rows],
+                "rewards": data["rewards"][rows],
+                "terminations": terminations,
+                "truncations": ~terminations & (np.arange(end + 1 - start) == end - start),
+            }
+        )
+        start = end + 1
+    return episodes
+
+
+def _check_minari_target(dataset_id: str, overwrite: bool) -> None:
+    from ooo_lightning.data.sources import minari_root
+
+    folder = minari_root() / dataset_id
+    if folder.exists():
+        if (folder / "data").exists() and not overwrite:
+            raise FileExistsError(f"Minari dataset {dataset_id!r} already exists at {folder} (drop --no-overwrite to replace it)")
+        shutil.rmtree(folder)  # minari refuses to write into an existing dataset folder
+
+
+def write_minari(dataset_id: str, data: dict[str, np.ndarray], env_id: str, overwrite: bool = True) -> Path:
+    """Writes a local Minari dataset with minari's own API."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    import ooo_lightning.envs  # noqa: F401  (registers env_id)
+    from ooo_lightning.data.sources import minari_root
+
+    _check_minari_target(dataset_id, overwrite)
+    env = gym.make(env_id)
+    buffers = [
+        EpisodeBuffer(id=i, observations=ep["observations"], actions=ep["actions"], rewards=ep["rewards"],
+                      terminations=ep["terminations"], truncations=ep["truncations"], infos={})
+        for i, ep in enumerate(episodes_from_transitions(data))
+    ]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # minari asks for author, e-mail, permalink...
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            algorithm_name="ooo-lightning scripted controller",
+            description=f"generated by ooo-lightning-data for {env_id}",
+        )
+    env.close()
+    return minari_root() / dataset_id
+
+
+def _summary(data: dict[str, np.ndarray]) -> str:
+    n = len(data["observations"])
+    episodes = int(np.sum(np.asarray(data["terminals"], bool) | np.asarray(data["timeouts"], bool)))
+    rewarding = int(np.sum(np.asarray(data["rewards"]) > 0))
+    return f"{n} transitions, {episodes} episode ends, {rewarding} rewarding transitions"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import ooo_lightning.envs as envs
+
+    parser = argparse.ArgumentParser(
+        prog="ooo-lightning-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="task", required=True)
+
+    def common(p: argparse.ArgumentParser, noise: float) -> None:
+        p.add_argument("--out", required=True, help="file (.hdf5, .h5, .npz) or, with --format minari, a dataset id")
+        p.add_argument("--format", choices=FORMATS, default=None, help="default: from the --out suffix (hdf5 unless .npz)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--noise", type=float, default=noise, help="std of the controller's Gaussian action noise")
+        p.add_argument("--no-overwrite", action="store_true", help="refuse to replace an existing Minari dataset")
+
+    pmw = sub.add_parser("point-mass-wall", help="the scripted point-mass-wall data (never reaches the goal)")
+    common(pmw, 0.5)
+    pmw.add_argument("--episodes", type=int, default=100, help="episodes of up to 150 steps")
+    maze = sub.add_parser("pointmaze", help="PointMaze data from a waypoint controller visiting random cells")
+    common(maze, 0.3)
+    maze.add_argument("--size", choices=("medium", "large"), default="medium")
+    maze.add_argument("--steps", type=int, default=100_000, help="transitions to collect")
+    maze.add_argument("--missing-goal-radius", type=float, default=None,
+                      help="remove every transition within this distance of the goal (the paper's missing-goal setting)")
+    args = parser.parse_args(argv)
+
+    if args.task == "point-mass-wall":
+        env_id, kwargs = envs.POINT_MASS_WALL_ID, {"episodes": args.episodes}
+    else:
+        env_id = envs.POINT_MAZE_MEDIUM_ID if args.size == "medium" else envs.POINT_MAZE_LARGE_ID
+        kwargs = {"steps": args.steps, "missing_goal_radius": args.missing_goal_radius}
+    fmt = args.format or ("npz" if args.out.endswith(".npz") else "hdf5")
+    start = time.perf_counter()
+    try:
+        data = generate_for_env(env_id, args.out, fmt=fmt, seed=args.seed, noise=args.noise,
+                                overwrite=not args.no_overwrite, **kwargs)
+    except (FileExistsError, ValueError) as err:
+        sys.exit(f"ooo-lightning-data: {err}")
+    where = args.out if fmt != "minari" else f"Minari dataset {args.out!r}"
+    print(f"wrote {where} ({fmt}) in {time.perf_counter() - start:.1f} s: {_summary(data)}")
+    print(f"coverage picture: {coverage_path(args.out, fmt)}")
+
+
+if __name__ == "__main__":
+    main()
