@@ -13,10 +13,18 @@ from ooo_lightning.networks import mlp
 
 
 class RunningMeanStd(nn.Module):
-    """Running mean/variance (parallel Welford update), kept in buffers so it checkpoints."""
+    """Running mean/variance, kept in buffers so it checkpoints.
 
-    def __init__(self, shape: Sequence[int] = (), epsilon: float = 1e-4) -> None:
+    With ``momentum=None`` every sample counts equally (parallel Welford update); with a
+    momentum the statistics are exponential moving averages of the batch statistics, which
+    forget: the spread then follows the current errors instead of the large early ones.
+    """
+
+    def __init__(self, shape: Sequence[int] = (), epsilon: float = 1e-4, momentum: float | None = None) -> None:
         super().__init__()
+        if momentum is not None and not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
+        self.momentum = momentum
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("var", torch.ones(shape))
         # Starts at epsilon (not 0) so the first update is a well-defined weighted average.
@@ -26,6 +34,13 @@ class RunningMeanStd(nn.Module):
     def update(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
         batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        if self.momentum is not None:
+            # The first batch replaces the initial (0, 1) instead of being averaged with it.
+            m = 1.0 if self.count < 1 else self.momentum
+            self.var.lerp_(batch_var + (batch_mean - self.mean).pow(2) * (1 - m), m)
+            self.mean.lerp_(batch_mean, m)
+            self.count.add_(n)
+            return
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean.add_(delta * (n / total))
@@ -71,6 +86,10 @@ class RNDBonus(ExplorationBonus):
             collapsing too fast on the states of one batch).
         observation_clip: clip of the normalised observation.
         error_reduction: per-sample error over features, ``max`` (the paper's code) or ``mean``.
+        error_std_momentum: None (default) divides by the std of every error seen so far;
+            a value (e.g. 0.01) by an exponential moving std, which forgets the large errors
+            of the untrained predictor (with the cumulative std the bonus falls to about
+            0.001 after pre-training; README).
         observation_key: which batch entry is the state to score.
     """
 
@@ -84,6 +103,7 @@ class RNDBonus(ExplorationBonus):
         update_fraction: float = 0.25,
         observation_clip: float = 5.0,
         error_reduction: Literal["max", "mean"] = "max",
+        error_std_momentum: float | None = None,
         observation_key: str | tuple[str, ...] = ("next", "observation"),
     ) -> None:
         super().__init__()
@@ -92,7 +112,7 @@ class RNDBonus(ExplorationBonus):
         self.predictor = mlp(observation_dim, embedding_dim, hidden_dims)
         self.target = mlp(observation_dim, embedding_dim, hidden_dims).requires_grad_(False)
         self.observation_stats = RunningMeanStd((observation_dim,))
-        self.error_stats = RunningMeanStd(())
+        self.error_stats = RunningMeanStd((), momentum=error_std_momentum)
         self.learning_rate = learning_rate
         self.update_fraction = update_fraction
         self.observation_clip = observation_clip

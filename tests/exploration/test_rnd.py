@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -47,3 +48,24 @@ def test_bonus_is_per_sample_normalised_and_predictor_trains_on_a_fraction():
     count = rnd.error_stats.count.clone()
     bonus2, loss2 = rnd.compute(batch, update=False)
     assert loss2 is None and torch.equal(rnd.error_stats.count, count)
+
+
+def test_moving_std_forgets_early_large_errors_where_the_cumulative_one_does_not():
+    torch.manual_seed(0)
+    cumulative, moving = RunningMeanStd(()), RunningMeanStd((), momentum=0.05)
+    for scale, batches in ((10.0, 100), (1.0, 300)):
+        for _ in range(batches):
+            x = torch.randn(256) * scale + 3.0
+            cumulative.update(x)
+            moving.update(x)
+    assert moving.std.item() == pytest.approx(1.0, rel=0.1)
+    assert moving.mean.item() == pytest.approx(3.0, abs=0.1)
+    assert cumulative.std.item() > 4.0
+
+
+def test_moving_std_starts_from_the_first_batch():
+    stats = RunningMeanStd((), momentum=0.01)
+    stats.update(torch.tensor([1.0, 3.0]))
+    assert stats.mean.item() == pytest.approx(2.0) and stats.std.item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        RunningMeanStd((), momentum=0.0)
