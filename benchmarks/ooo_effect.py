@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 EXPLORER = "--model.init_args.explorer.init_args"
+WALL_FILE = "wall_seconds.txt"  # each run's wall time, written when it ends
 
 
 def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int | None) -> subprocess.Popen | None:
@@ -40,22 +41,25 @@ def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def run_all(jobs: list[tuple[str, Path, int, list[str]]], parallel: int) -> None:
-    """Runs the jobs, ``parallel`` at a time (one torch thread each when parallel > 1:
-    on 2 cores two single-threaded runs do more updates in total than one with 2 threads)."""
+def run_all(jobs: list[tuple[str, Path, int, list[str]]], parallel: int, threads: int | None = None) -> None:
+    """Runs the jobs, ``parallel`` at a time (by default one torch thread each when
+    parallel > 1: on 2 cores two single-threaded runs do more updates in total than one
+    with 2 threads; ``threads`` sets it for machines with more cores)."""
     pending, running = list(jobs), []
     t0 = time.perf_counter()
+    threads = threads or (1 if parallel > 1 else None)
     while pending or running:
         while pending and len(running) < parallel:
             config, run_dir, seed, extra = pending.pop(0)
-            proc = launch(config, run_dir, seed, extra, 1 if parallel > 1 else None)
+            proc = launch(config, run_dir, seed, extra, threads)
             if proc is not None:
-                running.append((proc, run_dir))
-        for proc, run_dir in list(running):
+                running.append((proc, run_dir, time.perf_counter()))
+        for proc, run_dir, started in list(running):
             if proc.poll() is not None:
-                running.remove((proc, run_dir))
+                running.remove((proc, run_dir, started))
                 if proc.returncode:
                     raise SystemExit(f"{run_dir} failed (exit {proc.returncode}); see {run_dir}.log")
+                (run_dir / WALL_FILE).write_text(f"{time.perf_counter() - started:.1f}\n")
                 print(f"  {run_dir} done at {time.perf_counter() - t0:.0f} s", flush=True)
         time.sleep(1)
 
@@ -81,6 +85,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/runs/ooo_effect")
     p.add_argument("--no-baseline", action="store_true", help="skip the bonus-free fine-tuning runs")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each single-threaded when > 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 when --jobs > 1)")
     p.add_argument("--exploiter-config", default=None,
                    help="phase-3-only config: also retrain the exploiter on each OOO buffer without LayerNorm")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
@@ -91,15 +96,16 @@ def main() -> None:
     jobs = [(args.config, out / f"ooo/seed_{s}", s, args.overrides) for s in seeds]
     if not args.no_baseline:
         jobs += [(args.config, out / f"no_bonus/seed_{s}", s, [*args.overrides, *no_bonus]) for s in seeds]
-    run_all(jobs, args.jobs)
+    run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
         no_ln = ["--model.init_args.loss.init_args.layer_norm=false"]
         run_all([(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
-                  [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds], args.jobs)
+                  [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds], args.jobs, args.threads)
     ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
     baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
     lines = [
         f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
+        + (f" --threads {args.threads}" if args.threads else "")
         + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
         + (" --no-baseline" if args.no_baseline else "")
         + (f" --out {args.out}" if args.out != p.get_default("out") else "")
@@ -119,6 +125,11 @@ def main() -> None:
                                [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds]))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds"]
+    walls = {variant: [float((out / variant / f"seed_{s}" / WALL_FILE).read_text()) / 60 for s in seeds
+                       if (out / variant / f"seed_{s}" / WALL_FILE).is_file()] for variant in ("ooo", "no_bonus")}
+    if any(walls.values()):
+        lines.append("wall time per run (min): " + ", ".join(
+            f"{v} " + " / ".join(f"{w:.1f}" for w in ws) for v, ws in walls.items() if ws))
     table = "\n".join(lines)
     print("\n" + table)
     (out / "table.md").write_text(table + "\n")

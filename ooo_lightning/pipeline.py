@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -186,11 +187,18 @@ class PhaseRunner:
         plot_exploiter_against_online_steps(self.results, self.run_dir / "plots" / "exploiter_vs_online_steps.png")
 
     def _plot_visits(self, data: ReplayDataModule, env_id: str) -> None:
-        from ooo_lightning.envs import POINT_MASS_WALL_ID
+        from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID
         from ooo_lightning.plots import plot_point_mass_visits
 
+        path = self.run_dir / "plots" / "visited_states.png"
         if env_id == POINT_MASS_WALL_ID:
-            plot_point_mass_visits(data.replay, data.info, self.run_dir / "plots" / "visited_states.png")
+            plot_point_mass_visits(data.replay, data.info, path)
+        elif env_id in (POINT_MAZE_MEDIUM_ID, POINT_MAZE_LARGE_ID):
+            from ooo_lightning.envs.maze_data import plot_maze_visits
+
+            obs = data.replay.storage[torch.arange(len(data.replay))].get("observation").numpy()
+            size = "medium" if env_id == POINT_MAZE_MEDIUM_ID else "large"
+            plot_maze_visits(obs[: data.info.num_offline], obs[data.info.num_offline :], size, path)
 
     def write_results(self) -> Path:
         from ooo_lightning.plots import plot_learning_curves

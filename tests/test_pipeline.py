@@ -156,3 +156,36 @@ def test_losses_and_bonuses_swap_per_phase_from_the_command_line():
     assert isinstance(pipeline.explorer.bonus, CountBonus)
     assert isinstance(pipeline.exploiter.loss, CalQLLoss) and not pipeline.exploiter.loss.calibrate
     assert not isinstance(pipeline.exploiter.loss, IQLLoss)
+
+
+def test_pointmaze_missing_goal_config_generates_its_data_and_runs(tmp_path):
+    dataset = tmp_path / "maze.hdf5"
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/pointmaze_missing_goal/ooo_iql.yaml'}", f"--data.dataset={dataset}",
+              "--data.generated_steps=3000", f"--trainer.default_root_dir={tmp_path / 'run'}",
+              "--model.init_args.explorer.init_args.offline_updates=16",
+              "--model.init_args.explorer.init_args.online_steps=40",
+              "--model.init_args.explorer.init_args.bonus.init_args.hidden_dims=[32]",
+              "--model.init_args.exploiter.init_args.updates=16",
+              "--model.init_args.final_eval_episodes=1", "--trainer.enable_progress_bar=false",
+              *_tiny("explorer"), *_tiny("exploiter")]
+    )
+    assert dataset.is_file() and (tmp_path / "maze.hdf5.coverage.png").is_file()
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert results["explorer"]["env_steps"] == 40 and results["exploiter"]["episodes"] == 1
+    assert (cli.run_dir / "plots" / "visited_states.png").is_file()
+
+
+def test_sparse_halfcheetah_config_runs_online_from_scratch(tmp_path):
+    # float64 MuJoCo observations reach the float32 networks and buffer through DoubleToFloat
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/halfcheetah_sparse/ooo_sac.yaml'}",
+              f"--trainer.default_root_dir={tmp_path / 'run'}",
+              "--model.init_args.explorer.init_args.online_steps=40",
+              "--model.init_args.explorer.init_args.bonus.init_args.hidden_dims=[32]",
+              "--model.init_args.exploiter.init_args.updates=16",
+              "--model.init_args.final_eval_episodes=1", "--trainer.enable_progress_bar=false",
+              *_tiny("explorer"), *_tiny("exploiter")]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert results["explorer"]["env_steps"] == 40 and results["exploiter"]["eval_steps"] == 1000

@@ -300,32 +300,17 @@ def pointmaze_walls(size: str) -> list[tuple[float, float, float, float]]:
     return walls
 
 
-def plot_coverage(
-    dataset: Mapping[str, np.ndarray],
-    size: str,
-    path: str | Path,
-    title: str | None = None,
-    missing_goal_radius: float | None = None,
-    bins_per_cell: int = 10,
-) -> Path:
-    """PNG of where the dataset's observations are: log-scale 2-D histogram over the maze.
-
-    Walls are grey, the start cell centre a circle, the goal a star, and the removed region
-    (``missing_goal_radius``) a dashed circle.
-    """
-    # A bare Figure renders through Agg without pyplot: no global backend switch and no
-    # pyplot figure registry to leak (nothing to close).
+def draw_maze_states(
+    fig, ax, positions: np.ndarray, size: str, title: str, missing_goal_radius: float | None = None, bins_per_cell: int = 10
+) -> None:
+    """Log-scale 2-D histogram of ``positions`` (N, 2) over the maze on ``ax``, with the
+    walls (grey), the start (circle), the goal (star) and the removed region (dashed)."""
     from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
     from matplotlib.patches import Circle, Rectangle
 
     layout = get_layout(size)
     rows, cols = layout.shape
     x_range, y_range = (-cols / 2, cols / 2), (-rows / 2, rows / 2)
-    positions = np.asarray(dataset["observations"], dtype=np.float64)[:, :2]
-
-    fig = Figure(figsize=(0.6 * cols + 1.5, 0.6 * rows + 0.5))
-    ax = fig.subplots()
     if len(positions):
         *_, image = ax.hist2d(
             positions[:, 0],
@@ -361,9 +346,48 @@ def plot_coverage(
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
-    ax.set_title(title or f"PointMaze {size}: {len(positions)} transitions", fontsize=9)
+    ax.set_title(title, fontsize=9)
+
+
+def _save_figure(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def plot_coverage(
+    dataset: Mapping[str, np.ndarray],
+    size: str,
+    path: str | Path,
+    title: str | None = None,
+    missing_goal_radius: float | None = None,
+    bins_per_cell: int = 10,
+) -> Path:
+    """PNG of where the dataset's observations are (see :func:`draw_maze_states`)."""
+    # A bare Figure renders through Agg without pyplot: no global backend switch and no
+    # pyplot figure registry to leak (nothing to close).
+    from matplotlib.figure import Figure
+
+    rows, cols = get_layout(size).shape
+    positions = np.asarray(dataset["observations"], dtype=np.float64)[:, :2]
+    fig = Figure(figsize=(0.6 * cols + 1.5, 0.6 * rows + 0.5))
+    ax = fig.subplots()
+    title = title or f"PointMaze {size}: {len(positions)} transitions"
+    draw_maze_states(fig, ax, positions, size, title, missing_goal_radius, bins_per_cell)
+    return _save_figure(fig, path)
+
+
+def plot_maze_visits(offline: np.ndarray, online: np.ndarray, size: str, path: str | Path) -> Path:
+    """Offline data and the explorer's online states side by side (a run's visited_states.png)."""
+    from matplotlib.figure import Figure
+
+    rows, cols = get_layout(size).shape
+    fig = Figure(figsize=(2 * (0.6 * cols + 1.5), 0.6 * rows + 0.8))
+    axes = fig.subplots(1, 2)
+    for ax, states, name in ((axes[0], offline, "offline dataset"), (axes[1], online, "online (explorer)")):
+        positions = np.asarray(states, dtype=np.float64)[:, :2]
+        draw_maze_states(fig, ax, positions, size, f"{name}: {len(positions)} states")
+    fig.suptitle("visited states, log scale")
+    return _save_figure(fig, path)

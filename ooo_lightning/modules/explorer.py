@@ -40,6 +40,11 @@ def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int):
     # Seeded here, before the collector's first reset: seeding the collector afterwards resets
     # the env again and its first frame would start from a stale observation.
     env.set_seed(seed)
+    if any(spec.dtype == torch.float64 for spec in env.full_observation_spec.values(True, True)):
+        # gymnasium's MuJoCo tasks return float64 observations; the networks and the buffer are float32.
+        from torchrl.envs import DoubleToFloat, TransformedEnv
+
+        env = TransformedEnv(env, DoubleToFloat())
     return env
 
 
