@@ -220,3 +220,19 @@ def test_hdf5_loader_still_accepts_d4rl_files(tmp_path, pmw_data):
     via_source, _ = load_offline_dataset(str(path))
     for key in direct:
         np.testing.assert_array_equal(direct[key], via_source[key])
+
+
+def test_a_d4rl_file_with_infos_and_without_next_observations_loads(tmp_path, pmw_data):
+    import h5py
+
+    path = tmp_path / "maze2d-like.hdf5"
+    with h5py.File(path, "w") as f:
+        for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
+            f.create_dataset(key, data=pmw_data[key].astype(np.float64) if key != "terminals" else pmw_data[key])
+        f.create_dataset("infos/goal", data=np.zeros((len(pmw_data["rewards"]), 2)))
+        f.create_dataset("infos/qpos", data=np.zeros((len(pmw_data["rewards"]), 2)))
+        f.attrs["env"] = "maze2d-medium-v1"
+    data, _ = load_offline_dataset(str(path), obs_dim=2, act_dim=2)
+    # rows cut by a time-out lose their unknown successor, as in D4RL's qlearning_dataset
+    assert len(data["observations"]) == len(pmw_data["observations"]) - int(pmw_data["timeouts"].sum())
+    assert data["observations"].dtype == np.float32 and not data["terminals"][data["timeouts"]].any()
