@@ -236,3 +236,22 @@ def test_a_d4rl_file_with_infos_and_without_next_observations_loads(tmp_path, pm
     # rows cut by a time-out lose their unknown successor, as in D4RL's qlearning_dataset
     assert len(data["observations"]) == len(pmw_data["observations"]) - int(pmw_data["timeouts"].sum())
     assert data["observations"].dtype == np.float32 and not data["terminals"][data["timeouts"]].any()
+
+
+def test_minari_reference_scores_reach_the_normalized_score(minari_root, tmp_path, pmw_data):
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    episodes = episodes_from_transitions(pmw_data)
+    buffers = [EpisodeBuffer(id=i, infos={}, **ep) for i, ep in enumerate(episodes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers("test/withref-v0", buffers, env=POINT_MASS_WALL_ID,
+                                           ref_min_score=-150.0, ref_max_score=0.0)
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
+              "--data.dataset=minari:test/withref-v0", f"--trainer.default_root_dir={tmp_path / 'run'}", *TINY_EXPLOITER]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())["exploiter"]
+    assert results["score_reference"] == [-150.0, 0.0]
+    assert results["normalized_score"] == pytest.approx(100 * (results["return_mean"] + 150) / 150)
