@@ -22,12 +22,14 @@ import functools
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ooo_lightning.data.d4rl import write_d4rl_hdf5
+from ooo_lightning.data.sources import HDF5_SUFFIXES, NPZ_SUFFIXES, minari_root
 
 FORMATS = ("hdf5", "npz", "minari")
 
@@ -90,8 +92,6 @@ def generators() -> dict[str, _Generator]:
 
 def coverage_path(out: str | Path, fmt: str) -> Path:
     if fmt == "minari":
-        from ooo_lightning.data.sources import minari_root
-
         return minari_root() / str(out) / "coverage.png"
     return Path(f"{out}.coverage.png")
 
@@ -115,6 +115,11 @@ def generate_for_env(
     fmt = fmt or ("npz" if str(out).endswith(".npz") else "hdf5")
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+    suffixes = {"hdf5": HDF5_SUFFIXES, "npz": NPZ_SUFFIXES}.get(fmt, ())
+    if suffixes and Path(out).suffix.lower() not in suffixes:
+        # data.dataset tells the formats apart by suffix; a bare name would be read as a Minari id
+        raise ValueError(f"--out {out} must end in {' or '.join(suffixes)} for the {fmt} format "
+                         "(or use --format minari with a dataset id)")
     if fmt == "minari":
         _check_minari_target(str(out), overwrite)
     generator = generators()[env_id]
@@ -164,8 +169,6 @@ def episodes_from_transitions(data: dict[str, np.ndarray]) -> list[dict[str, np.
 
 
 def _check_minari_target(dataset_id: str, overwrite: bool) -> None:
-    from ooo_lightning.data.sources import minari_root
-
     folder = minari_root() / dataset_id
     if folder.exists():
         if (folder / "data").exists() and not overwrite:
@@ -180,7 +183,6 @@ def write_minari(dataset_id: str, data: dict[str, np.ndarray], env_id: str, over
     from minari.data_collector import EpisodeBuffer
 
     import ooo_lightning.envs  # noqa: F401  (registers env_id)
-    from ooo_lightning.data.sources import minari_root
 
     _check_minari_target(dataset_id, overwrite)
     env = gym.make(env_id)
@@ -189,8 +191,6 @@ def write_minari(dataset_id: str, data: dict[str, np.ndarray], env_id: str, over
                       terminations=ep["terminations"], truncations=ep["truncations"], infos={})
         for i, ep in enumerate(episodes_from_transitions(data))
     ]
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # minari asks for author, e-mail, permalink...
         minari.create_dataset_from_buffers(

@@ -58,3 +58,5 @@ def test_unknown_environment_or_format_is_refused(tmp_path):
         generate_for_env("Hopper-v5", tmp_path / "x.hdf5")
     with pytest.raises(ValueError, match="unknown format 'csv'"):
         generate_for_env(POINT_MASS_WALL_ID, tmp_path / "x.csv", fmt="csv")
+    with pytest.raises(ValueError, match="must end in .hdf5 or .h5"):
+        generate_for_env(POINT_MASS_WALL_ID, tmp_path / "ooo/pmw-v0")
