@@ -68,13 +68,17 @@ def read(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def summarise(name: str, entries: list[dict]) -> str:
+def summarise(name: str, entries: list[dict], scored: bool = False) -> str:
     succ = [e["success_rate"] for e in entries]
     ret = [e["return_mean"] for e in entries]
     spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
     per_seed = " / ".join(f"{s:.2f}" for s in succ)
-    return (f"| {name} | {statistics.mean(succ):.2f} ± {spread(succ):.2f} | {per_seed} | "
-            f"{statistics.mean(ret):.2f} ± {spread(ret):.2f} | {entries[0]['env_steps']} |")
+    row = (f"| {name} | {statistics.mean(succ):.2f} ± {spread(succ):.2f} | {per_seed} | "
+           f"{statistics.mean(ret):.2f} ± {spread(ret):.2f} | {entries[0]['env_steps']} |")
+    if scored:  # D4RL data: the normalized score too
+        score = [e["normalized_score"] for e in entries]
+        row += f" {statistics.mean(score):.1f} ± {spread(score):.1f} |"
+    return row
 
 
 def main() -> None:
@@ -103,6 +107,7 @@ def main() -> None:
                   [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds], args.jobs, args.threads)
     ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
     baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
+    scored = all("normalized_score" in e for r in ooo + baseline for e in r.values())
     lines = [
         f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --threads {args.threads}" if args.threads else "")
@@ -113,16 +118,17 @@ def main() -> None:
         + f"`, seeds {seeds}, "
         f"{ooo[0]['exploiter']['episodes']} evaluation episodes per policy (mean action).",
         "",
-        "| policy | success rate (mean ± std) | per seed | return (mean ± std) | online env steps |",
-        "|---|---|---|---|---|",
-        summarise("OOO exploiter (phase 3, task reward only)", [r["exploiter"] for r in ooo]),
-        summarise("OOO explorer (phases 1-2, with bonus)", [r["explorer"] for r in ooo]),
+        "| policy | success rate (mean ± std) | per seed | return (mean ± std) | online env steps |"
+        + (" D4RL normalized score |" if scored else ""),
+        "|---|---|---|---|---|" + ("---|" if scored else ""),
+        summarise("OOO exploiter (phase 3, task reward only)", [r["exploiter"] for r in ooo], scored),
+        summarise("OOO explorer (phases 1-2, with bonus)", [r["explorer"] for r in ooo], scored),
     ]
     if baseline:
-        lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline]))
+        lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline], scored))
     if args.exploiter_config:
         lines.append(summarise("OOO exploiter without LayerNorm (same buffers)",
-                               [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds]))
+                               [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds], scored))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds"]
     walls = {variant: [float((out / variant / f"seed_{s}" / WALL_FILE).read_text()) / 60 for s in seeds
