@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import textwrap
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -277,8 +278,8 @@ def plot_task_bars(records: Sequence[dict[str, Any]], metric: str | None = "succ
                 ax.errorbar(x, row["mean"], yerr=row["std"], fmt="none", ecolor="black", capsize=3)
                 ax.scatter(x + _dot_offsets(row["n"], width), row["values"], s=14, color="black", zorder=3)
         ax.set_xticks(range(len(tasks)))
-        crowded = len(tasks) > 3  # long task paths overlap when many sit side by side
-        ax.set_xticklabels(tasks, rotation=15 if crowded else 0, ha="right" if crowded else "center")
+        # Long task names overlap side by side: wrap them to about a group's width.
+        ax.set_xticklabels([textwrap.fill(t, 22) for t in tasks], fontsize="small")
         ax.set_ylabel(panel_metric)
     fig.suptitle("mean over seeds (bar), sample std (error bar), one dot per seed")
     # One legend for all panels (each method is labelled once, on the first bar drawn), to the right
