@@ -223,7 +223,7 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")  # legends placed outside the axes stay in
     return fig
 
 
@@ -327,13 +327,18 @@ def plot_exploiter_vs_explorer(records: Sequence[dict[str, Any]], metric: str | 
     if not pairs:
         raise ValueError(f"no (task, seed) with both {x_method!r} and {y_method!r}")
     panels = _by_metric(pairs)
-    fig = Figure(figsize=(5.0 * len(panels), 5.0))
-    colors = {t: f"C{i % 10}" for i, t in enumerate(dict.fromkeys(p["task"] for p in pairs))}
+    fig = Figure(figsize=(5.0 * len(panels), 6.2))
+    tasks = list(dict.fromkeys(p["task"] for p in pairs))
+    colors = {t: f"C{i % 10}" for i, t in enumerate(tasks)}
+    # Hollow markers of different shapes and sizes: seeds of several tasks often land on the
+    # same point (0 or 1 success), and must all stay visible there.
+    markers = {t: ("o", "s", "^", "D", "v", "P")[i % 6] for i, t in enumerate(tasks)}
+    sizes = {t: 30 + 25 * (i % 4) for i, t in enumerate(tasks)}
     for ax, (panel_metric, panel_pairs) in zip(_panels(fig, len(panels)), panels.items()):
         for task in dict.fromkeys(p["task"] for p in panel_pairs):
             points = [p for p in panel_pairs if p["task"] == task]
-            ax.scatter([p["x"] for p in points], [p["y"] for p in points], s=30, color=colors[task],
-                       label=task, zorder=3)
+            ax.scatter([p["x"] for p in points], [p["y"] for p in points], s=sizes[task], marker=markers[task],
+                       facecolors="none", edgecolors=colors[task], linewidths=1.5, label=task, zorder=3)
         values = [v for p in panel_pairs for v in (p["x"], p["y"])]
         low, high = min(0.0, *values), max(values)
         # Pad so that points on the range's edge (success 0 or 1) are not cut in half.
@@ -345,7 +350,8 @@ def plot_exploiter_vs_explorer(records: Sequence[dict[str, Any]], metric: str | 
         ax.set_aspect("equal")
         ax.set_xlabel(f"{x_method}: {panel_metric}")
         ax.set_ylabel(f"{y_method}: {panel_metric}")
-        ax.legend(fontsize="small")
+        # Below the axes: inside, it hid points in the lower right corner.
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.suptitle("one point per (task, seed); above y = x: the exploiter wins")
     return _finish(fig, path)
 
