@@ -6,11 +6,45 @@ evaluates every member, which is what makes the update cheap on a 2-core CPU.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+_F = TypeVar("_F", bound=Callable)
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _to_float32(x):
+    return x.float() if isinstance(x, torch.Tensor) and x.dtype in _HALF else x
+
+
+def full_precision(fn: _F) -> _F:
+    """Decorator for the numerically sensitive parts (output layers, TD targets, log-densities,
+    logsumexps, running statistics): under autocast (``bf16-mixed``, ``16-mixed``) ``fn`` runs
+    with autocast off and its half-precision tensor arguments cast to float32. Without autocast
+    it is called as it is: no casts, nothing changes under ``32-true``.
+
+    The device is that of the first tensor argument; only top-level arguments are cast.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                device = a.device.type
+                break
+        else:
+            return fn(*args, **kwargs)
+        if not torch.is_autocast_enabled(device):
+            return fn(*args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return fn(*map(_to_float32, args), **{k: _to_float32(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
 
 
 class EnsembleLinear(nn.Module):
@@ -63,10 +97,13 @@ class _ScalarHead(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+_scalar_head = full_precision(_ScalarHead.apply)  # why: see EnsembleScalarHead
+
+
 class EnsembleScalarHead(EnsembleLinear):
     """The last layer of a critic ensemble (one output per member).
 
-    Runs in the parameters' precision even under autocast: a bf16 Q value of -50 has a
+    Runs in float32 even under autocast (``full_precision``): a bf16 Q value of -50 has a
     resolution of 0.25, coarser than the TD errors it must learn from.
     """
 
@@ -76,8 +113,16 @@ class EnsembleScalarHead(EnsembleLinear):
     def forward_with(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.expand(weight.shape[0], *x.shape)
-        with torch.autocast(x.device.type, enabled=False):
-            return _ScalarHead.apply(x.to(weight.dtype), weight, bias)
+        return _scalar_head(x, weight, bias)
+
+
+class FullPrecisionLinear(nn.Linear):
+    """``nn.Linear`` that runs in float32 under autocast: the output layer of V and of the
+    policies, whose values are used at finer resolution than bf16's 3 digits (V in the TD
+    target; a policy mean against a standard deviation down to exp(-5) in the log-density).
+    Same parameters as ``nn.Linear`` (checkpoints are interchangeable); a small matmul."""
+
+    forward = full_precision(nn.Linear.forward)
 
 
 def mlp(
@@ -86,8 +131,13 @@ def mlp(
     hidden_dims: Sequence[int] = (256, 256),
     ensemble_size: int | None = None,
     layer_norm: bool = False,
+    full_precision_output: bool = False,
 ) -> nn.Sequential:
-    """ReLU MLP, no activation on the output; an ensemble when ``ensemble_size`` is set."""
+    """ReLU MLP, no activation on the output; an ensemble when ``ensemble_size`` is set.
+
+    The output layer runs in float32 under autocast for ensembles of one output (critics)
+    and, for single networks, with ``full_precision_output``; hidden layers follow autocast.
+    """
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden_dims]
     for d_in, d_out in zip(dims[:-1], dims[1:]):
@@ -99,7 +149,7 @@ def mlp(
         # In place: no layer here needs its output kept for the backward pass.
         layers.append(nn.ReLU(inplace=True))
     if ensemble_size is None:
-        layers.append(nn.Linear(dims[-1], out_dim))
+        layers.append((FullPrecisionLinear if full_precision_output else nn.Linear)(dims[-1], out_dim))
     elif out_dim == 1:
         layers.append(EnsembleScalarHead(ensemble_size, dims[-1]))
     else:
@@ -161,7 +211,7 @@ class ValueNetwork(nn.Module):
 
     def __init__(self, observation_dim: int, hidden_dims: Sequence[int] = (256, 256), layer_norm: bool = False) -> None:
         super().__init__()
-        self.net = mlp(observation_dim, 1, hidden_dims, layer_norm=layer_norm)
+        self.net = mlp(observation_dim, 1, hidden_dims, layer_norm=layer_norm, full_precision_output=True)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         return self.net(observation).squeeze(-1)
@@ -182,7 +232,7 @@ class GaussianPolicy(nn.Module):
         log_std_bounds: tuple[float, float] = (-5.0, 2.0),
     ) -> None:
         super().__init__()
-        self.net = mlp(observation_dim, action_dim, hidden_dims)
+        self.net = mlp(observation_dim, action_dim, hidden_dims, full_precision_output=True)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
         self.log_std_min, self.log_std_max = log_std_bounds
 
@@ -194,9 +244,7 @@ class GaussianPolicy(nn.Module):
 
     def log_prob(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         mean, log_std = self(observation)
-        # Written out (rather than torch.distributions.Normal) to save a few small ops per update.
-        z = (action - mean) * torch.exp(-log_std)
-        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return normal_log_prob(action, mean, log_std)
 
     @torch.no_grad()
     def act(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -223,7 +271,7 @@ class TanhGaussianPolicy(nn.Module):
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
-        self.net = mlp(observation_dim, 2 * action_dim, hidden_dims)
+        self.net = mlp(observation_dim, 2 * action_dim, hidden_dims, full_precision_output=True)
         self.log_std_min, self.log_std_max = log_std_bounds
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,11 +302,26 @@ class TanhGaussianPolicy(nn.Module):
 _LOG2 = math.log(2.0)
 
 
+@full_precision
+def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, exp(log_std)), summed over the last dimension.
+
+    float32 under autocast: dividing by a std down to exp(-5) magnifies any rounding of
+    x - mean 150-fold, and this is the actor's (weighted) log-likelihood.
+    Written out (rather than torch.distributions.Normal) to save a few small ops per update.
+    """
+    z = (x - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+@full_precision
 def squash(mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """tanh(mu + std * eps) and its log-density (Normal density with the tanh Jacobian).
 
     ``log(1 - tanh(u)^2)`` is written as ``2 (log 2 - u - softplus(-2u))``, which stays
-    finite where tanh saturates.
+    finite where tanh saturates. float32 under autocast: for negative u that term cancels
+    two terms of size |u|, and the log-densities feed the entropy terms, the temperature loss
+    and CQL's importance weights.
     """
     u = mu + log_std.exp() * eps
     log_prob = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)

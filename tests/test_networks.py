@@ -3,8 +3,19 @@
 import math
 
 import torch
+from torch import nn
 
-from ooo_lightning.networks import EnsembleLinear, EnsembleScalarHead, QEnsemble, TanhGaussianPolicy
+from ooo_lightning.networks import (
+    EnsembleLinear,
+    EnsembleScalarHead,
+    GaussianPolicy,
+    QEnsemble,
+    TanhGaussianPolicy,
+    ValueNetwork,
+    full_precision,
+    normal_log_prob,
+    squash,
+)
 
 
 def test_scalar_head_matches_a_plain_batched_matmul_forward_and_backward():
@@ -67,3 +78,87 @@ def test_ensemble_linear_of_one_member_is_initialised_like_nn_linear():
     layer = EnsembleLinear(1, 100, 3)
     bound = 1 / math.sqrt(100)
     assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+
+
+def test_full_precision_casts_and_disables_autocast_only_under_autocast():
+    seen = {}
+
+    @full_precision
+    def probe(x, *, y, scale):
+        seen.update(x=x, y=y, autocast=torch.is_autocast_enabled("cpu"), product=(x @ x).dtype)
+        return x * scale
+
+    x, y = torch.randn(3, 3), torch.randn(3, 3, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = probe(x.bfloat16(), y=y, scale=2.0)
+        assert torch.is_autocast_enabled("cpu")  # restored on exit
+    assert seen["x"].dtype == seen["y"].dtype == out.dtype == torch.float32
+    assert not seen["autocast"] and seen["product"] == torch.float32
+    # Without autocast: called as it is, the very same tensors (no copies, nothing changes).
+    probe(x, y=y, scale=2.0)
+    assert seen["x"] is x and seen["y"] is y and seen["autocast"] is False
+    float64 = torch.randn(2, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        probe(float64, y=y, scale=1.0)  # only half precision is cast, never down to float32
+    assert seen["x"] is float64
+
+
+def _hidden_linear_dtypes(module: nn.Module, run) -> list[torch.dtype]:
+    """Output dtypes of the hidden (non-final) plain linear layers of ``module`` during ``run()``."""
+    dtypes = []
+    layers = next(m for m in module.modules() if isinstance(m, nn.Sequential))
+    hidden = [layer for layer in list(layers)[:-1] if isinstance(layer, (nn.Linear, EnsembleLinear))]
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype)) for layer in hidden]
+    run()
+    for h in hooks:
+        h.remove()
+    return dtypes
+
+
+def test_output_layers_are_float32_under_bf16_autocast_and_hidden_layers_are_not():
+    torch.manual_seed(0)
+    obs, act = torch.randn(8, 4), torch.rand(8, 2) * 2 - 1
+    value, gauss = ValueNetwork(4, (16, 16)), GaussianPolicy(4, 2, (16, 16))
+    tanh_gauss = TanhGaussianPolicy(4, 2, (16,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = _hidden_linear_dtypes(value, lambda: value(obs))
+        hidden += _hidden_linear_dtypes(gauss, lambda: gauss.log_prob(obs, act))
+        hidden += _hidden_linear_dtypes(tanh_gauss, lambda: tanh_gauss.sample(obs, 3))
+        v, (mean, _), log_prob = value(obs), gauss(obs), gauss.log_prob(obs, act)
+        (mu, log_std), (actions, sampled_log_prob) = tanh_gauss(obs), tanh_gauss.sample(obs, 3)
+    assert hidden == [torch.bfloat16] * 5  # where the speed comes from
+    for t in (v, mean, log_prob, mu, log_std, actions, sampled_log_prob):
+        assert t.dtype == torch.float32 and torch.isfinite(t).all()
+    assert torch.allclose(v, value(obs), rtol=5e-2, atol=5e-2)
+    assert torch.allclose(log_prob, gauss.log_prob(obs, act), rtol=5e-2, atol=5e-2)
+
+
+def test_single_layer_networks_are_exact_under_bf16_autocast():
+    """Without hidden layers every layer is an output layer: bf16 autocast changes nothing."""
+    torch.manual_seed(0)
+    obs, act = torch.randn(8, 4) * 30, torch.rand(8, 2) * 2 - 1
+    value, gauss, tanh_gauss = ValueNetwork(4, ()), GaussianPolicy(4, 2, ()), TanhGaussianPolicy(4, 2, ())
+    q = QEnsemble(4, 2, (), num_nets=3)
+    with torch.no_grad():
+        gauss.log_std.fill_(-5.0)  # std 0.0067: the log-density resolves the mean to 1e-4
+    eps = torch.randn(8, 2)
+
+    def run():
+        return value(obs), gauss.log_prob(obs, act), squash(*tanh_gauss(obs), eps)[1], q(obs, act)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = run()
+    for m, r in zip(mixed, run()):
+        assert m.dtype == torch.float32
+        torch.testing.assert_close(m, r, rtol=1e-6, atol=1e-5)
+
+
+def test_log_densities_are_float32_for_half_inputs_under_autocast():
+    x, mean, log_std = torch.full((2, 3), 0.3), torch.full((2, 3), 0.2), torch.full((2, 3), -4.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp = normal_log_prob(x.bfloat16(), mean.bfloat16(), log_std.bfloat16())
+        a, lp_tanh = squash(mean.bfloat16(), log_std.bfloat16(), torch.randn(2, 3, dtype=torch.bfloat16))
+    assert lp.dtype == lp_tanh.dtype == a.dtype == torch.float32
+    # Computed from the (bf16-representable) inputs at float32 accuracy.
+    expected = normal_log_prob(x.bfloat16().float(), mean.bfloat16().float(), log_std.bfloat16().float())
+    torch.testing.assert_close(lp, expected)

@@ -18,6 +18,7 @@ import torch
 from tensordict import TensorDictBase
 
 from ooo_lightning.exploration.rnd import ExplorationBonus
+from ooo_lightning.networks import full_precision
 
 # The int64 arithmetic of the grid hash stays exact (no overflow) up to this table size.
 MAX_TABLE_SIZE = 2**31
@@ -128,8 +129,14 @@ class CountBonus(ExplorationBonus):
         return tuple(float(s) for s in sizes)
 
     @torch.no_grad()
+    @full_precision
     def keys(self, observation: torch.Tensor) -> torch.Tensor:
-        """Table index of each observation: [..., observation_dim] -> int64 [...], on its device."""
+        """Table index of each observation: [..., observation_dim] -> int64 [...], on its device.
+
+        Autocast off: it would run the ``simhash`` projection in bf16, whose rounding flips the
+        sign bits of states near a hyperplane (about 1 key in 150), so that a state counted
+        under one precision would be looked up under another key in the other.
+        """
         if observation.shape[-1] != self.observation_dim:
             raise ValueError(
                 f"observation must end in {self.observation_dim} entries, got shape {tuple(observation.shape)}"

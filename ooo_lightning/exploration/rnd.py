@@ -9,7 +9,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from ooo_lightning.networks import mlp
+from ooo_lightning.networks import full_precision, mlp
 
 
 class RunningMeanStd(nn.Module):
@@ -31,7 +31,10 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(epsilon))
 
     @torch.no_grad()
+    @full_precision
     def update(self, x: torch.Tensor) -> None:
+        # float32 under autocast: the statistics accumulate over the whole run, and bf16's 3
+        # digits would stall them (a mean of 1000 no longer moves by samples of 1001).
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
         batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         if self.momentum is not None:
@@ -123,14 +126,18 @@ class RNDBonus(ExplorationBonus):
         z = (obs - self.observation_stats.mean) / self.observation_stats.std
         return z.clamp(-self.observation_clip, self.observation_clip)
 
-    def _reduce(self, sq_err: torch.Tensor) -> torch.Tensor:
+    @full_precision
+    def _error(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample squared error, reduced over features. float32 under autocast: the bonus
+        is the small difference of two embeddings, once the predictor has learnt a state."""
+        sq_err = (prediction - target).pow(2)
         return sq_err.amax(-1) if self.error_reduction == "max" else sq_err.mean(-1)
 
     def raw_error(self, obs: torch.Tensor) -> torch.Tensor:
         """Unnormalised per-sample prediction error (for plots and tests)."""
         with torch.no_grad():
             z = self._normalise(obs)
-            return self._reduce((self.predictor(z) - self.target(z)).pow(2))
+            return self._error(self.predictor(z), self.target(z))
 
     def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         obs = batch.get(self.observation_key)
@@ -139,13 +146,21 @@ class RNDBonus(ExplorationBonus):
         z = self._normalise(obs)
         with torch.no_grad():
             target = self.target(z)
-            error = self._reduce((self.predictor(z) - target).pow(2))
+            error = self._error(self.predictor(z), target)
             if update:
                 self.error_stats.update(error)
+            # Both float32 (_error, the buffers): a bf16 error would keep a bf16 bonus here,
+            # since a 0-dim float32 std does not promote it.
             bonus = error / self.error_stats.std
         if not update:
             return bonus, None
         # The batch is already a uniform sample, so its first rows are a random subset.
         n = max(1, int(round(obs.shape[0] * self.update_fraction)))
-        loss = (self.predictor(z[:n]) - target[:n]).pow(2).mean()
+        loss = _mse(self.predictor(z[:n]), target[:n])
         return bonus, loss
+
+
+@full_precision
+def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The predictor's loss; float32 under autocast, like the error it is the mean of."""
+    return (prediction - target).pow(2).mean()

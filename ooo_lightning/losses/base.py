@@ -15,6 +15,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from ooo_lightning.networks import full_precision
+
 NestedKey = str | tuple[str, ...]
 
 
@@ -88,6 +90,45 @@ class ActorCriticLoss(nn.Module):
             for term, value in self.stage_losses(stage, batch, cache).items():
                 out[f"loss_{term}"] = value
         return TensorDict(out, batch_size=[])
+
+
+@full_precision
+def td_target(
+    reward: torch.Tensor,
+    not_terminal: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    *,
+    alpha: torch.Tensor | None = None,
+    next_log_prob: torch.Tensor | None = None,
+    bounds: tuple[float, float] | None = None,
+    intrinsic: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """reward + gamma * not_terminal * (next_value - alpha * next_log_prob), clipped to
+    ``bounds``, plus the intrinsic reward (after the clip, so the bonus is never clipped away).
+
+    float32 under autocast: the critic regresses on this target, and bf16 resolves values
+    near -50 only to 0.25 (a bonus of 0.01 added there would vanish).
+    """
+    if next_log_prob is not None:
+        next_value = next_value - alpha * next_log_prob
+    target = reward + gamma * not_terminal * next_value
+    if bounds is not None:
+        target = target.clamp(*bounds)
+    if intrinsic is not None:
+        target = target + intrinsic
+    return target
+
+
+@full_precision
+def temperature_loss(temperature: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """SAC's entropy-tuning loss ``-(temperature * (log pi + target_entropy)).mean()``, log pi
+    detached; ``temperature`` is alpha or log alpha, which sets the gradient's scale.
+
+    float32 under autocast: log pi + target_entropy is a small difference of larger numbers
+    whose sign decides whether alpha grows.
+    """
+    return -(temperature * (log_prob.detach() + target_entropy)).mean()
 
 
 @torch.no_grad()

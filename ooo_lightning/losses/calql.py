@@ -19,8 +19,8 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from ooo_lightning.losses.base import ActorCriticLoss, soft_update
-from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, squash
+from ooo_lightning.losses.base import ActorCriticLoss, soft_update, td_target, temperature_loss
+from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, full_precision, squash
 
 
 class CalQLLoss(ActorCriticLoss):
@@ -155,6 +155,43 @@ class CalQLLoss(ActorCriticLoss):
             "random": torch.rand(n, b, a, **kw) * 2.0 - 1.0,
         }
 
+    @full_precision
+    def _conservative_gap(
+        self, q_all: torch.Tensor, sampled_log_prob: torch.Tensor, bound: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-critic mean of logsumexp(Q of the sampled actions) - Q(s, a_data), and the share
+        of policy actions raised to the calibration ``bound`` (None without calibration).
+
+        ``q_all`` is ``[E, 1 + 3 n, b]`` (data, random, pi(s), pi(s') actions), ``sampled_log_prob``
+        ``[n, 2 b]`` (pi(s) then pi(s')). float32 under autocast: the gap is a small difference
+        of a logsumexp and Q(s, a_data), values of the size of the returns that bf16 resolves to
+        0.25 at 50, and the exponentials amplify any rounding of their inputs.
+        """
+        n, b = self.num_sampled_actions, q_all.shape[-1]
+        q_data = q_all[:, 0]
+        q_random, q_current, q_next = q_all[:, 1 : n + 1], q_all[:, n + 1 : 2 * n + 1], q_all[:, 2 * n + 1 :]
+        calibrated_fraction = None
+        if bound is not None:
+            calibrated_fraction = (q_all[:, n + 1 :] < bound).float().mean().detach()
+            q_current, q_next = torch.maximum(q_current, bound), torch.maximum(q_next, bound)
+        if self.importance_sample:
+            random_log_density = self.action_dim * math.log(0.5)
+            ood = torch.cat(
+                [
+                    q_random - random_log_density,
+                    q_next - sampled_log_prob[:, b:],
+                    q_current - sampled_log_prob[:, :b],
+                ],
+                1,
+            )
+        else:
+            ood = torch.cat([q_random, q_next, q_current, q_data.unsqueeze(1)], 1)
+        t = self.cql_temperature
+        gap = torch.logsumexp(ood / t, dim=1) * t - q_data  # [E, b]
+        if self.cql_clip_diff is not None:
+            gap = gap.clamp(*self.cql_clip_diff)
+        return gap.mean(-1), calibrated_fraction  # [E]
+
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         k = self.keys
         obs, action = batch.get(k.observation), batch.get(k.action)
@@ -173,18 +210,22 @@ class CalQLLoss(ActorCriticLoss):
             sampled, sampled_log_prob = squash(mu_d, log_std_d, noise["sampled"])  # [n, 2b, A], [n, 2b]
             next_action, next_log_prob = squash(mu_d[b:], log_std_d[b:], noise["next"])
             next_q = self.target_qvalue(next_obs, next_action).min(0).values
-            if self.backup_entropy:
-                next_q = next_q - alpha * next_log_prob
-            td_target = reward + self.gamma * not_terminal * next_q
             intrinsic = batch.get(k.intrinsic_reward, None)
-            if intrinsic is not None:
-                td_target = td_target + intrinsic.reshape(b)
+            target = td_target(
+                reward,
+                not_terminal,
+                next_q,
+                self.gamma,
+                alpha=alpha,
+                next_log_prob=next_log_prob if self.backup_entropy else None,
+                intrinsic=None if intrinsic is None else intrinsic.reshape(b),
+            )
 
         # Every action scored at Q(s, .) in one ensemble forward: data, random, pi(s), pi(s').
         actions = torch.cat([action.unsqueeze(0), noise["random"], sampled[:, :b], sampled[:, b:]], 0)
         q_all = self.qvalue(obs.expand(1 + 3 * n, *obs.shape), actions)  # [E, 1 + 3n, b]
         q_data = q_all[:, 0]
-        q_random, q_current, q_next = q_all[:, 1 : n + 1], q_all[:, n + 1 : 2 * n + 1], q_all[:, 2 * n + 1 :]
+        bound = None
         if self.calibrate:
             mc_return = batch.get(k.mc_return, None)
             if mc_return is None:
@@ -193,26 +234,9 @@ class CalQLLoss(ActorCriticLoss):
                     "set calibrate: false for plain CQL"
                 )
             bound = mc_return.reshape(1, 1, b)
-            q_policy = q_all[:, n + 1 :]
-            cache["metric/calibrated_fraction"] = (q_policy < bound).float().mean().detach()
-            q_current, q_next = torch.maximum(q_current, bound), torch.maximum(q_next, bound)
-        if self.importance_sample:
-            random_log_density = self.action_dim * math.log(0.5)
-            ood = torch.cat(
-                [
-                    q_random - random_log_density,
-                    q_next - sampled_log_prob[:, b:],
-                    q_current - sampled_log_prob[:, :b],
-                ],
-                1,
-            )
-        else:
-            ood = torch.cat([q_random, q_next, q_current, q_data.unsqueeze(1)], 1)
-        t = self.cql_temperature
-        gap = torch.logsumexp(ood / t, dim=1) * t - q_data  # [E, b]
-        if self.cql_clip_diff is not None:
-            gap = gap.clamp(*self.cql_clip_diff)
-        gap = gap.mean(-1)  # [E]
+        gap, calibrated_fraction = self._conservative_gap(q_all, sampled_log_prob, bound)
+        if calibrated_fraction is not None:
+            cache["metric/calibrated_fraction"] = calibrated_fraction
         losses: dict[str, torch.Tensor] = {}
         if self.lagrange:
             cql_weight = self.log_cql_alpha.exp().clamp(0.0, 1e6)
@@ -223,13 +247,14 @@ class CalQLLoss(ActorCriticLoss):
         else:
             conservative = self.cql_alpha * gap
         # Summed over critics, as the reference sums its twin losses.
-        losses["qvalue"] = (q_data - td_target).pow(2).mean(-1).sum() + conservative.sum()
+        # q_data, target and gap are float32 (critic head, helpers), so this sum is too.
+        losses["qvalue"] = (q_data - target).pow(2).mean(-1).sum() + conservative.sum()
 
         # Actor on detached critic weights: its gradient must reach the policy only.
         q_pi = self.qvalue(obs, pi_action, detach_weights=True).min(0).values
         losses["actor"] = (alpha.detach() * pi_log_prob - q_pi).mean()
         if self.auto_alpha:
-            losses["alpha"] = -(self.log_alpha * (pi_log_prob.detach() + self.target_entropy)).mean()
+            losses["alpha"] = temperature_loss(self.log_alpha, pi_log_prob, self.target_entropy)
 
         cache["metric/q_mean"] = q_data.detach().mean()
         cache["metric/cql_gap"] = gap.detach().mean()

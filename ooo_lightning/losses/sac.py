@@ -23,7 +23,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from ooo_lightning.losses.base import ActorCriticLoss, soft_update
+from ooo_lightning.losses.base import ActorCriticLoss, soft_update, td_target, temperature_loss
 from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, squash
 
 
@@ -163,16 +163,21 @@ class SACLoss(ActorCriticLoss):
             # All members needed: skip the weight gather (and its randomness has no effect).
             members = None if self.num_min_qs == self.num_qvalue_nets else noise["members"]
             next_q = self.target_qvalue(next_obs, next_action, members).min(0).values
-            if self.backup_entropy:
-                next_q = next_q - alpha * next_log_prob
-            td_target = reward + self.gamma * not_terminal * next_q
             intrinsic = batch.get(k.intrinsic_reward, None)
-            if intrinsic is not None:
-                td_target = td_target + intrinsic.reshape(b)
+            target = td_target(
+                reward,
+                not_terminal,
+                next_q,
+                self.gamma,
+                alpha=alpha,
+                next_log_prob=next_log_prob if self.backup_entropy else None,
+                intrinsic=None if intrinsic is None else intrinsic.reshape(b),
+            )
         q = self.qvalue(obs, action)  # [E, B]
         cache["metric/q_mean"] = q.detach().mean()
         cache["metric/alpha"] = alpha
-        return {"qvalue": (q - td_target).pow(2).mean()}
+        # q (critic head) and target are float32, so the squared error is too.
+        return {"qvalue": (q - target).pow(2).mean()}
 
     def _actor_losses(self, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs = batch.get(self.keys.observation)
@@ -188,5 +193,5 @@ class SACLoss(ActorCriticLoss):
             "actor": (alpha.detach() * log_prob - q).mean(),
             # Gradient in log_alpha is -alpha (log pi + target): alpha grows while the entropy
             # (-log pi) is below target and shrinks above it.
-            "alpha": -(alpha * (log_prob_data + self.target_entropy)).mean(),
+            "alpha": temperature_loss(alpha, log_prob_data, self.target_entropy),
         }

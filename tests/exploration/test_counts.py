@@ -152,3 +152,18 @@ def test_bad_arguments_raise_value_error(kwargs, message):
 def test_wrong_observation_size_raises():
     with pytest.raises(ValueError, match="observation"):
         CountBonus(3).keys(torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("method", ["grid", "simhash"])
+def test_keys_under_bf16_autocast_equal_those_without(method):
+    # A bf16 projection flips the sign bits of states near a hyperplane (about 1 in 150).
+    torch.manual_seed(0)
+    bonus = CountBonus(4, method=method, cell_size=0.05)
+    obs = torch.randn(5000, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keys = bonus.keys(obs)
+        bonus.observe(as_batch(obs))
+        value, _ = bonus.compute(as_batch(obs))
+    assert torch.equal(keys, bonus.keys(obs))
+    assert value.dtype == torch.float32
+    assert torch.equal(value, bonus.compute(as_batch(obs))[0])

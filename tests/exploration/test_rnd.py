@@ -69,3 +69,29 @@ def test_moving_std_starts_from_the_first_batch():
     assert stats.mean.item() == pytest.approx(2.0) and stats.std.item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="momentum"):
         RunningMeanStd((), momentum=0.0)
+
+
+BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+
+
+def test_statistics_and_bonus_stay_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    rnd = RNDBonus(3, hidden_dims=(16,), embedding_dim=8, update_fraction=0.5)
+    reference = RNDBonus(3, hidden_dims=(16,), embedding_dim=8, update_fraction=0.5)
+    reference.load_state_dict(rnd.state_dict())
+    for _ in range(3):
+        batch = TensorDict({("next", "observation"): torch.randn(40, 3) * 5 + 100}, batch_size=[40])
+        with torch.autocast(**BF16):
+            bonus, loss = rnd.compute(batch)
+        ref_bonus, ref_loss = reference.compute(batch)
+        assert bonus.dtype == loss.dtype == torch.float32
+        assert torch.isfinite(bonus).all() and torch.isfinite(loss) and (bonus >= 0).all()
+        # Only the networks' hidden and output layers run in bf16: loosely equal.
+        torch.testing.assert_close(bonus, ref_bonus, rtol=5e-2, atol=1e-3)
+    for stats in (rnd.observation_stats, rnd.error_stats):
+        assert stats.mean.dtype == stats.var.dtype == stats.count.dtype == torch.float32
+    # The observation statistics see the same float32 inputs: they must agree exactly.
+    torch.testing.assert_close(rnd.observation_stats.mean, reference.observation_stats.mean, rtol=0, atol=0)
+    torch.testing.assert_close(rnd.observation_stats.var, reference.observation_stats.var, rtol=0, atol=0)
+    torch.testing.assert_close(rnd.error_stats.var, reference.error_stats.var, rtol=5e-2, atol=0)
+

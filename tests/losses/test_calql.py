@@ -181,3 +181,71 @@ def test_random_batches_give_finite_losses_and_expected_shapes():
     out = loss(batch)
     assert set(out.keys()) == {"loss_actor", "loss_qvalue", "loss_alpha", "loss_cql_alpha"}
     assert all(torch.isfinite(v) for v in out.values())
+
+
+BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+
+
+def test_terms_under_bf16_autocast_are_float32_and_close_to_fp32():
+    torch.manual_seed(0)
+    loss = CalQLLoss(5, 3, hidden_dims=(32, 32), num_sampled_actions=4, lagrange=True, init_alpha=0.5)
+    g = torch.Generator().manual_seed(1)
+    b = 16
+    batch = TensorDict(
+        {
+            "observation": torch.randn(b, 5, generator=g),
+            "action": torch.rand(b, 3, generator=g) * 2 - 1,
+            ("next", "observation"): torch.randn(b, 5, generator=g),
+            ("next", "reward"): torch.randn(b, 1, generator=g),
+            ("next", "terminated"): torch.rand(b, 1, generator=g) < 0.2,
+            ("next", "intrinsic_reward"): torch.rand(b, 1, generator=g) * 0.1,
+            "mc_return": torch.randn(b, 1, generator=g),
+        },
+        batch_size=[b],
+    )
+    torch.manual_seed(2)  # the same noise draws in both runs
+    reference = loss(batch)
+    torch.manual_seed(2)
+    with torch.autocast(**BF16):
+        out = loss(batch)
+    assert set(out.keys()) == {"loss_actor", "loss_qvalue", "loss_alpha", "loss_cql_alpha"}
+    for name, value in out.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), name
+        # Hidden layers run in bf16, so only loosely equal.
+        assert value.item() == pytest.approx(reference[name].item(), rel=5e-2), name
+
+
+def test_hand_computation_holds_under_bf16_autocast():
+    """Without hidden layers every layer is an output layer: the log-densities, TD target,
+    logsumexp and temperature loss must come out as in float32."""
+    batch = _batch(mc_return=(1.2, 3.0))
+    with torch.autocast(**BF16):
+        out = _linear_calql(init_alpha=0.5)(batch)
+    q_loss, actor, alpha_loss = _hand(batch, alpha=0.5)
+    assert all(value.dtype == torch.float32 for value in out.values())
+    assert out["loss_qvalue"].item() == pytest.approx(q_loss, rel=1e-5)
+    assert out["loss_actor"].item() == pytest.approx(actor, rel=1e-5)
+    assert out["loss_alpha"].item() == pytest.approx(alpha_loss, rel=1e-5)
+
+
+def test_conservative_gap_of_large_q_values_is_float32_under_autocast():
+    """The gap logsumexp(Q_sampled - log density) - Q(s, a_data) does not change when every Q
+    (and the calibration bound) moves by -47.3; bf16 resolves Q there to 0.25 only."""
+    cache = {}
+    _linear_calql(lagrange=True).stage_losses(0, _batch(mc_return=(1.2, 3.0)), cache)
+    shifted = _linear_calql(lagrange=True)
+    with torch.no_grad():
+        shifted.qvalue.net[0].bias.fill_(-47.3)
+        shifted.target_qvalue.net[0].bias.fill_(-47.3)
+    batch = _batch(mc_return=(1.2 - 47.3, 3.0 - 47.3))
+    shifted_cache, reference_cache = {}, {}
+    reference = shifted.stage_losses(0, batch, reference_cache)
+    with torch.autocast(**BF16):
+        out = shifted.stage_losses(0, batch, shifted_cache)
+    for name in ("metric/cql_gap", "metric/entropy", "metric/q_mean", "metric/calibrated_fraction"):
+        assert shifted_cache[name].dtype == torch.float32, name
+        torch.testing.assert_close(shifted_cache[name], reference_cache[name], rtol=1e-6, atol=0.0)
+    assert shifted_cache["metric/cql_gap"].item() == pytest.approx(cache["metric/cql_gap"].item(), abs=1e-4)
+    for name, value in out.items():
+        assert value.dtype == torch.float32
+        assert value.item() == pytest.approx(reference[name].item(), rel=1e-6), name

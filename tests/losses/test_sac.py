@@ -321,3 +321,92 @@ def test_policy_learns_the_best_action_of_a_one_step_bandit():
             loss.after_stage(stage)
     assert abs(start - 0.5) > 0.3
     assert loss.policy.act(obs).item() == pytest.approx(0.5, abs=0.1)
+
+
+BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+
+
+def test_terms_under_bf16_autocast_are_float32_and_close_to_fp32():
+    torch.manual_seed(0)
+    loss = SACLoss(5, 2, hidden_dims=(32, 32), init_alpha=0.5)
+    g = torch.Generator().manual_seed(1)
+    batch = TensorDict(
+        {
+            "observation": torch.randn(32, 5, generator=g),
+            "action": torch.rand(32, 2, generator=g) * 2 - 1,
+            ("next", "observation"): torch.randn(32, 5, generator=g),
+            ("next", "reward"): torch.randn(32, 1, generator=g),
+            ("next", "terminated"): torch.rand(32, 1, generator=g) < 0.1,
+            ("next", "intrinsic_reward"): torch.rand(32, 1, generator=g) * 0.1,
+        },
+        batch_size=[32],
+    )
+    torch.manual_seed(2)  # the same noise draws in both runs
+    reference = loss(batch)
+    torch.manual_seed(2)
+    with torch.autocast(**BF16):
+        out = loss(batch)
+    assert set(out.keys()) == {"loss_qvalue", "loss_actor", "loss_alpha"}
+    for name, value in out.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), name
+        # Hidden layers run in bf16, so only loosely equal.
+        assert value.item() == pytest.approx(reference[name].item(), rel=5e-2), name
+
+
+def test_hand_computation_holds_under_bf16_autocast():
+    """Without hidden layers every layer is an output layer: the TD target with its entropy
+    term, the log-densities and the temperature loss must come out as in float32."""
+    loss = _linear_sac(gamma=0.9, init_alpha=0.5)
+    _fix_noise(loss, next_eps=[0.7, -1.2], members=[0, 2], actor_eps=[0.4, -0.8])
+    cache = {}
+    with torch.autocast(**BF16):
+        q_terms = loss.stage_losses(0, _batch(), cache)
+        actor_terms = loss.stage_losses(1, _batch(), cache)
+    expected_q = _expected_q_loss(_batch(), [0.7, -1.2], [0, 2], 0.9, 0.5)
+    assert q_terms["qvalue"].dtype == torch.float32
+    assert q_terms["qvalue"].item() == pytest.approx(expected_q, rel=1e-5)
+    samples = [_squash(0.4), _squash(-0.8)]
+    expected_alpha = -sum(0.5 * (lp - 0.5) for _, lp in samples) / 2
+    assert actor_terms["alpha"].dtype == cache["metric/entropy"].dtype == torch.float32
+    assert actor_terms["alpha"].item() == pytest.approx(expected_alpha, rel=1e-5)
+    assert cache["metric/entropy"].item() == pytest.approx(-(samples[0][1] + samples[1][1]) / 2, rel=1e-5)
+
+
+def test_td_target_of_large_q_values_is_float32_under_autocast():
+    """Target critics near -50 (bf16 resolution 0.25) and a bonus of 0.01: under autocast the
+    critic loss must be the float32 one, i.e. the bonus must not be rounded away."""
+    bonus = {("next", "intrinsic_reward"): torch.tensor([[0.013], [0.011]])}
+    losses = {}
+    for name, extra in (("plain", {}), ("bonus", bonus)):
+        loss = _linear_sac(gamma=0.99, init_alpha=0.5)
+        with torch.no_grad():
+            loss.qvalue.net[0].bias.add_(-47.3)
+            loss.target_qvalue.net[0].bias.add_(-47.3)
+        _fix_noise(loss, next_eps=[0.7, -1.2], members=[0, 2])
+        reference = loss(_batch(extra))["loss_qvalue"]
+        with torch.autocast(**BF16):
+            out = loss(_batch(extra))["loss_qvalue"]
+        assert out.dtype == torch.float32
+        assert out.item() == pytest.approx(reference.item(), rel=1e-6)
+        losses[name] = out.item()
+    assert losses["bonus"] != pytest.approx(losses["plain"], rel=1e-4)
+
+
+def test_td_target_and_temperature_loss_run_in_float32_on_half_inputs():
+    """The shared helpers themselves: half-precision inputs under autocast are computed on in
+    float32, so a bonus of 0.01 on a target near -47 survives (bf16 would round it away)."""
+    from ooo_lightning.losses.base import td_target, temperature_loss
+
+    reward, not_terminal = torch.tensor([-1.0, 0.5]), torch.tensor([1.0, 1.0])
+    next_q, log_prob = torch.tensor([-47.25, -46.5]), torch.tensor([-1.5, 0.75])  # bf16-exact
+    intrinsic = torch.tensor([0.013, 0.011])
+    args = (reward, not_terminal, next_q, 0.99)
+    kwargs = {"alpha": torch.tensor(0.5), "next_log_prob": log_prob, "intrinsic": intrinsic}
+    with torch.autocast(**BF16):
+        target = td_target(*(a.bfloat16() if torch.is_tensor(a) else a for a in args), **kwargs)
+        no_bonus = td_target(*args, alpha=torch.tensor(0.5), next_log_prob=log_prob.bfloat16())
+        alpha_loss = temperature_loss(torch.tensor(0.5), log_prob.bfloat16(), -0.5)
+    assert target.dtype == no_bonus.dtype == alpha_loss.dtype == torch.float32
+    torch.testing.assert_close(target, td_target(*args, **kwargs), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(target - no_bonus, intrinsic, rtol=1e-4, atol=1e-6)
+    assert alpha_loss.item() == pytest.approx(-0.5 * ((-1.5 - 0.5) + (0.75 - 0.5)) / 2)
