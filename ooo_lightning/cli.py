@@ -3,6 +3,7 @@
     ooo-lightning fit --config configs/point_mass_wall/ooo_iql.yaml
     ooo-lightning fit --config configs/point_mass_wall/ooo_iql.yaml --seed_everything 1
     ooo-lightning fit --config configs/point_mass_wall/exploiter_iql.yaml --data.buffer runs/.../buffer
+    ooo-lightning fit --config configs/point_mass_wall/ooo_iql.yaml --ckpt_path last   # resume a killed run
 
 The config's ``model`` is an ``OOOPipeline`` (all three phases), an ``ExplorerModule``
 (phases 1 and 2; the buffer is saved) or an ``ExploiterModule`` (phase 3 on a saved buffer).
@@ -13,6 +14,7 @@ command-line overrides, so an override reaches every place that refers to it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +24,9 @@ from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
+from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
+from ooo_lightning.checkpointing import CheckpointSettings, resolve_resume
 from ooo_lightning.data.d4rl import DatasetError
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
@@ -46,15 +50,40 @@ class OOOLightningCLI(LightningCLI):
             run=run,
         )
 
-    def fit(self, model: LightningModule, datamodule: ReplayDataModule | None = None, **_: Any) -> None:
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_class_arguments(CheckpointSettings, "checkpoint")
+
+    def fit(self, model: LightningModule, datamodule: ReplayDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
         if datamodule is None:
             datamodule = ReplayDataModule()
-        run_dir = unique_run_dir(self.trainer.default_root_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True, multifile=False)
+        run_dir, explicit_ckpt = resolve_resume(ckpt_path, self.trainer.default_root_dir)
+        resume = run_dir is not None
+        self._exported_run_dir = False
+        if run_dir is None:
+            run_dir = self._new_run_dir()
+        if distributed.launched_rank() == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            name = "config.yaml" if not resume else "config.resumed.yaml"  # keep the original
+            self.parser.save(self.config, run_dir / name, skip_none=False, overwrite=True, multifile=False)
         # A pipeline sets the final evaluation; a single phase uses PhaseRunner's defaults.
         evaluation = {k: getattr(model, k) for k in ("final_eval_episodes", "eval_seed") if hasattr(model, k)}
-        runner = PhaseRunner(run_dir, self._phase_trainer, **evaluation)
+        checkpoint = self._get(self.config_init, "checkpoint", default=None)
+        if isinstance(checkpoint, dict) or checkpoint is None:
+            checkpoint = CheckpointSettings(**(checkpoint or {}))
+        runner = PhaseRunner(run_dir, self._phase_trainer, checkpoint=checkpoint, resume=resume, ckpt_path=explicit_ckpt, **evaluation)
+        try:
+            self._run_phases(runner, model, datamodule)
+        finally:
+            if self._exported_run_dir:
+                os.environ.pop(RUN_DIR_ENV, None)  # a later run in this process picks its own
+        if runner.is_writer:
+            print(f"\nrun directory: {run_dir}")
+            print(format_results_table(runner.results))
+        self.run_dir = run_dir
+        self.results = runner.results
+
+    @staticmethod
+    def _run_phases(runner: PhaseRunner, model: LightningModule, datamodule: ReplayDataModule) -> None:
         if isinstance(model, OOOPipeline):
             runner.run_pipeline(model, datamodule)
         elif isinstance(model, ExplorerModule):
@@ -65,11 +94,18 @@ class OOOLightningCLI(LightningCLI):
             raise TypeError(
                 f"model must be an OOOPipeline, ExplorerModule or ExploiterModule, got {type(model).__name__}"
             )
-        print(f"\nrun directory: {run_dir}")
-        print(format_results_table(runner.results))
-        self.run_dir = run_dir
-        self.results = runner.results
 
+    def _new_run_dir(self):
+        """A fresh run directory, the same one in every process of a multi-process run."""
+        if RUN_DIR_ENV in os.environ:  # a process started by Lightning's DDP launcher
+            return Path(os.environ[RUN_DIR_ENV])
+        if distributed.launched_rank() != 0 or "WORLD_SIZE" in os.environ:
+            # Started by torchrun / SLURM: the processes cannot agree on a "-v1" suffix.
+            return Path(self.trainer.default_root_dir)
+        run_dir = unique_run_dir(self.trainer.default_root_dir)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes the DDP launcher starts
+        self._exported_run_dir = True
+        return run_dir
 
     def _phase_trainer(self, **kwargs: Any):
         """A fresh Trainer per phase from the config's trainer flags; the phase's own callbacks
@@ -84,6 +120,8 @@ class OOOLightningCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         return self.instantiate_trainer(**kwargs)
 
+
+RUN_DIR_ENV = "OOO_LIGHTNING_RUN_DIR"
 
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.
 USER_ERRORS = (DatasetError, NonFiniteLossError)

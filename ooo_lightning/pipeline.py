@@ -16,17 +16,19 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import shutil
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
+from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, PhaseCheckpoint, phase_checkpoint
 from ooo_lightning.data.buffer import load_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.evaluation import EvalResult
@@ -98,24 +100,43 @@ def unique_run_dir(path: str | Path) -> Path:
 
 
 class PhaseRunner:
-    """Fits the phases of a run, each with its own Trainer, logs and checkpoints."""
+    """Fits the phases of a run, each with its own Trainer, logs and checkpoints.
 
-    def __init__(self, run_dir: str | Path, make_trainer: TrainerFactory, final_eval_episodes: int = 50, eval_seed: int = 10_000) -> None:
+    With ``resume``, the phases that have an entry in the run's results.json are skipped
+    (the explorer's saved buffer is loaded instead) and the others start from their
+    ``last.ckpt`` when they have one (``ckpt_path`` names another file for its phase).
+    Under DDP every rank runs the phases; rank 0 alone evaluates and writes files.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        make_trainer: TrainerFactory,
+        final_eval_episodes: int = 50,
+        eval_seed: int = 10_000,
+        checkpoint: CheckpointSettings | None = None,
+        resume: bool = False,
+        ckpt_path: str | Path | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.make_trainer = make_trainer
         self.final_eval_episodes = final_eval_episodes
         self.eval_seed = eval_seed
+        self.checkpoint = checkpoint or CheckpointSettings()
+        self.resume = resume
+        self.ckpt_path = Path(ckpt_path) if ckpt_path else None
         self.results: dict[str, Any] = {}
+        results_file = self.run_dir / "results.json"
+        if resume and results_file.is_file():
+            self.results = json.loads(results_file.read_text())
+
+    @property
+    def is_writer(self) -> bool:
+        return (distributed.rank() if distributed.is_distributed() else distributed.launched_rank()) == 0
 
     def _trainer(self, phase: str) -> Trainer:
         phase_dir = self.run_dir / phase
-        checkpoint = ModelCheckpoint(
-            dirpath=phase_dir / "checkpoints",
-            filename="step{step}",
-            save_last=True,
-            train_time_interval=timedelta(minutes=2),
-            save_top_k=-1,
-        )
+        checkpoint = PhaseCheckpoint(phase_dir / "checkpoints", self.checkpoint)
         return self.make_trainer(
             default_root_dir=str(phase_dir),
             max_epochs=1,
@@ -125,29 +146,67 @@ class PhaseRunner:
             ],
             callbacks=[PhaseProgressBar(), checkpoint],
             enable_checkpointing=True,
+            plugins=[AtomicCheckpointIO()],
         )
 
-    def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> EvalResult:
+    def _resume_from(self, phase: str) -> Path | None:
+        if not self.resume:
+            return None
+        if self.ckpt_path is not None and self.ckpt_path.parent.parent.name == phase:
+            return self.ckpt_path
+        return phase_checkpoint(self.run_dir, phase)
+
+    def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> EvalResult | None:
         trainer = self._trainer(phase)
-        trainer.fit(module, datamodule=data)
+        ckpt = self._resume_from(phase)
+        if ckpt is not None:
+            log.info("%s: resuming from %s", phase, ckpt)
+        # PhaseCheckpoint also writes last.ckpt when training ends: a crash during the final
+        # evaluation or while saving the buffer resumes after the last step, not before it.
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        if not self.is_writer:
+            return None
         result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
         self.results[phase] = result.to_dict()
         reference = data.info.reference_returns if data.info is not None else None
         if reference:
             self.results[phase]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
             self.results[phase]["score_reference"] = list(reference)
-        self.write_results()
         log.info("%s: %s", phase, result)
         return result
 
-    def run_explorer(self, explorer: ExplorerModule, data: ReplayDataModule) -> EvalResult:
+    def _done(self, phase: str) -> bool:
+        if self.resume and phase in self.results:
+            log.info("%s: finished in the earlier run, not run again", phase)
+            return True
+        return False
+
+    def run_explorer(self, explorer: ExplorerModule, data: ReplayDataModule) -> EvalResult | None:
+        if self._done("explorer"):
+            data.attach(*load_buffer(self.run_dir / "buffer"))
+            return None
         result = self.fit("explorer", explorer, data)
-        data.save(self.run_dir / "buffer")
-        self._plot_visits(data, explorer.env_id)
+        if self.is_writer:
+            # The buffer before the results: a run whose results name the explorer has its buffer.
+            self._save_buffer(data)
+            self.write_results()
+            self._plot_visits(data, explorer.env_id)
         return result
 
-    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule, phase: str = "exploiter") -> EvalResult:
-        return self.fit(phase, exploiter, data)
+    def _save_buffer(self, data: ReplayDataModule) -> None:
+        final, tmp = self.run_dir / "buffer", self.run_dir / "buffer.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        data.save(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule, phase: str = "exploiter") -> EvalResult | None:
+        if self._done(phase):
+            return None
+        result = self.fit(phase, exploiter, data)
+        if self.is_writer:
+            self.write_results()
+        return result
 
     def run_pipeline(self, pipeline: OOOPipeline, data: ReplayDataModule) -> dict[str, Any]:
         if pipeline.explorer is not None:
@@ -171,7 +230,8 @@ class PhaseRunner:
             self.run_exploiter(exploiter, self._shared(data), "exploiter" if whole else f"exploiter_T{steps}")
             if whole:
                 break  # larger T would train on the same data again
-        self._plot_online_steps_curve()
+        if self.is_writer:
+            self._plot_online_steps_curve()
         return self.results
 
     @staticmethod
@@ -205,7 +265,9 @@ class PhaseRunner:
 
         path = self.run_dir / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.results, indent=2))
+        tmp = path.with_name("results.json.tmp")  # renamed over: a crash never leaves half a file
+        tmp.write_text(json.dumps(self.results, indent=2))
+        os.replace(tmp, path)
         plot_learning_curves(self.run_dir)
         return path
 

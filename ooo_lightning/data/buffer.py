@@ -46,6 +46,18 @@ class BufferInfo:
     #: returns for D4RL's normalized score when known.
     dataset_name: str | None = None
     reference_returns: list[float] | None = None
+    #: Under DDP the online rows are one block per rank, in rank order, each in the order
+    #: that rank collected them: their lengths. None: one block (a single process).
+    online_segments: list[int] | None = None
+
+    def segments(self) -> list[tuple[int, int]]:
+        """[start, end) storage rows of each block of consecutive online transitions."""
+        lengths = self.online_segments or [self.num_online]
+        bounds, start = [], self.num_offline
+        for length in lengths:
+            bounds.append((start, start + length))
+            start += length
+        return bounds
 
 
 def make_replay_buffer(capacity: int) -> ReplayBuffer:

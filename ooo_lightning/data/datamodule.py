@@ -28,6 +28,7 @@ from ooo_lightning.data.buffer import (
     save_buffer,
     select_transitions,
 )
+from ooo_lightning import distributed
 from ooo_lightning.data.returns import MC_RETURN_KEY, monte_carlo_returns
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class ReplayDataModule(LightningDataModule):
         if self.replay is None:
             self.replay, self.info = self._build(module)
         self._check_dims(module)
+        self._select_prefix(module)
         extra = module.online_capacity
         if len(self.replay) + extra > self.info.capacity:
             self._grow(len(self.replay) + extra)
@@ -185,6 +187,26 @@ class ReplayDataModule(LightningDataModule):
         self.replay = new
         self.info.capacity = capacity
 
+    def _select_prefix(self, module: RLModule) -> None:
+        # A buffer of several ranks' blocks: "the first T online steps" are the first T / N
+        # rows of each block, copied into a buffer of their own (each phase-3 run gets its
+        # own data module), so that the module can sample it whole.
+        if not self.info.online_segments or len(self.info.online_segments) < 2:
+            return
+        limit = module.sampling_end(len(self.replay), self.info.num_offline) - self.info.num_offline
+        if limit >= self.info.num_online:
+            return
+        lengths = self.info.online_segments
+        share = [limit // len(lengths) + (i < limit % len(lengths)) for i in range(len(lengths))]
+        rows = [torch.arange(self.info.num_offline)]
+        rows += [torch.arange(start, start + min(k, end - start)) for (start, end), k in zip(self.info.segments(), share)]
+        index = torch.cat(rows)
+        kept = self.replay.storage[index]
+        self.replay = make_replay_buffer(len(index) + max(0, module.online_capacity))
+        self.replay.extend(kept)
+        self.info = BufferInfo(**{**self.info.__dict__, "capacity": len(index), "num_online": len(index) - self.info.num_offline,
+                                   "online_segments": [min(k, end - start) for (start, end), k in zip(self.info.segments(), share)]})
+
     # --- Monte-Carlo returns (Cal-QL's calibration) -------------------------------------
     def _fill_all_returns(self, module: RLModule) -> None:
         # Recomputed at every setup: gamma and reward shaping belong to the module, and an
@@ -194,8 +216,10 @@ class ReplayDataModule(LightningDataModule):
         if offline_end > 0:
             self._fill_returns(0, offline_end, online=False)
         self._returns_pending_from = offline_end
-        if end > offline_end:
-            self._fill_returns(offline_end, end, online=True)
+        # Each rank's block is its own stream of episodes (a single block in one process).
+        for start, stop in self.info.segments():
+            if min(stop, end) > start:
+                self._fill_returns(start, min(stop, end), online=True)
 
     def _fill_returns(self, start: int, end: int, online: bool) -> None:
         """Returns of rows [start, end). Online, an episode still running at ``end`` stays
@@ -224,10 +248,93 @@ class ReplayDataModule(LightningDataModule):
     def save(self, path: str | Path) -> Path:
         return save_buffer(self.replay, path, self.info)
 
+    # --- several ranks, checkpoints -----------------------------------------------------
+    def _online_rows(self) -> TensorDictBase:
+        return self.replay.storage[torch.arange(self.info.num_offline, len(self.replay))]
+
+    def gather_ranks(self, device: torch.device) -> None:
+        """Under DDP: every rank's online rows, one block per rank, in every rank's buffer
+        (each rank collected as many steps). Nothing happens in a single process."""
+        if distributed.world_size() == 1 or self.info.online_segments is not None:
+            return  # one process, or gathered already (a run resumed after its last step)
+        lengths = distributed.all_gather_objects(self.info.num_online)
+        if len(set(lengths)) != 1:
+            raise RuntimeError(f"the ranks collected different numbers of online steps: {lengths}")
+        where = distributed.collective_device(device)
+        gathered = distributed.all_gather_rows(self._online_rows(), where)  # [N, n]
+        offline = self.replay.storage[torch.arange(self.info.num_offline)]
+        merged = make_replay_buffer(self.info.num_offline + sum(lengths))
+        if self.info.num_offline:
+            merged.extend(offline)
+        merged.extend(gathered.reshape(-1))
+        self.replay = merged
+        self.info.capacity = len(merged)
+        self.info.num_online = sum(lengths)
+        self.info.online_segments = list(lengths)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to rebuild the buffer: the online rows of every rank (the
+        offline rows are read again from the dataset). Only while the module collects: a
+        phase-3 buffer does not change and lives in ``<run_dir>/buffer``."""
+        if self.replay is None or self.trainer is None or self.trainer.lightning_module.online_capacity == 0:
+            return {}
+        rows = self._online_rows()
+        if self.info.online_segments is None:  # each rank holds its own rows: gather them
+            where = distributed.collective_device(self.trainer.lightning_module.device)
+            rows = distributed.all_gather_rows(rows, where)
+        # Else: the end of a DDP explorer, every rank holds all the rows already.
+        return {
+            "num_offline": self.info.num_offline,
+            "online_rows": {"/".join(k) if isinstance(k, tuple) else k: v for k, v in rows.items(True, True)},
+            "online_segments": self.info.online_segments,
+            "returns_pending_from": distributed.all_gather_objects(self._returns_pending_from),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if state["num_offline"] != self.info.num_offline:
+            raise ValueError(
+                f"the checkpoint was taken with {state['num_offline']} offline transitions but the dataset now has "
+                f"{self.info.num_offline}: resume with the same data.dataset"
+            )
+        rank = distributed.rank()
+        per_rank = state.get("online_segments") is None
+        flat = {tuple(k.split("/")) if "/" in k else k: (v[rank] if per_rank else v) for k, v in state["online_rows"].items()}
+        rows = TensorDict({}, batch_size=[next(iter(flat.values())).shape[0]])
+        for key, value in flat.items():
+            rows.set(key, value)
+        if len(self.replay) > self.info.num_offline:
+            raise RuntimeError("load_state_dict expects a buffer holding the offline data only")
+        if rows.shape[0]:
+            if per_rank and not bool(rows.get(("next", "done"))[-1]):
+                # The episode running at the checkpoint was cut there: the resumed collector starts
+                # a new one, so the last row becomes a time-out (not a termination).
+                rows.get(("next", "truncated"))[-1] = True
+                rows.get(("next", "done"))[-1] = True
+            self.replay.extend(rows)
+        self.info.num_online = rows.shape[0]
+        self.info.online_segments = state.get("online_segments")
+        self._returns_pending_from = state["returns_pending_from"][rank]
+        if self._returns is not None:
+            self._fill_returns(self._returns_pending_from, len(self.replay), online=True)
+
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return _ResumableLoader(
             _StackedBatches(self, self.trainer.lightning_module), batch_size=None, num_workers=0, collate_fn=_as_is
         )
+
+
+class _ResumableLoader(DataLoader):
+    """The batches depend on nothing but the module's step counter and the RNG, both in the
+    checkpoint, so the loader itself has no state to save; saying so lets Lightning resume
+    mid-epoch without warning that the data order is lost."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def _as_is(batch: TensorDictBase) -> TensorDictBase:
@@ -243,13 +350,14 @@ class _StackedBatches(IterableDataset):
         self.data, self.module = data, module
 
     def __len__(self) -> int:
+        # All the steps, also after a resume: Lightning counts the restored ones against it.
         return self.module.num_training_steps
 
     def __iter__(self) -> Iterator[TensorDictBase | None]:
         module, data = self.module, self.data
         positives = torch.empty(0, dtype=torch.long)
         scanned = 0
-        for _ in range(len(self)):
+        for _ in range(len(self) - module.steps_done):  # a resumed run: the steps that remain
             end = module.sampling_end(len(data.replay), data.info.num_offline)
             if end <= 0:
                 # Not None: Lightning skips the training step of a None batch, and the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +14,8 @@ import torch
 from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
 
+from ooo_lightning import distributed
+from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss
@@ -82,7 +85,12 @@ class RLModule(LightningModule):
         self.log_every = log_every
         self.seed = seed
         self.num_updates = 0
+        #: Training steps finished: the schedules (phase switch, logging, evaluation) and a
+        #: resumed run's remaining steps count from it, not from Lightning's batch index.
+        self.steps_done = 0
+        self._resumed = False
         self._check_every_update = True
+        self._ddp_model = None
 
     # --- what the data module asks ------------------------------------------------------
     @property
@@ -115,6 +123,11 @@ class RLModule(LightningModule):
         return [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
 
     def on_fit_start(self) -> None:
+        # Not registered as a submodule: the DDP wrapper holds this module (a cycle).
+        object.__setattr__(self, "_ddp_model", self._find_ddp_model())
+        if distributed.world_size() > 1 and not self._resumed:
+            # Lightning seeds every rank alike; each rank samples its own batches and actions.
+            torch.manual_seed(self.seed + 7919 * distributed.rank())
         # Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork safety before workers
         # start), which makes every torch.cuda.is_available() open the NVML library; Adam calls
         # it on each step, which cost ~0.1-0.3 ms per optimiser step here. Worker processes
@@ -124,15 +137,27 @@ class RLModule(LightningModule):
         self._check_every_update = self.device.type == "cpu"
         if self.device.type == "cpu":
             keep_freed_memory()
+
+    def on_train_start(self) -> None:
+        # Here, not in on_fit_start: a resumed run has its counters back by now.
         self._t_start = time.perf_counter()
         self._updates_at_start = self.num_updates
+
+    def on_train_end(self) -> None:
+        if self._ddp_model is not None:
+            # The ranks apply the same averaged gradients: their weights must agree exactly.
+            checksum = torch.stack([p.detach().double().sum() for p in self.parameters()]).sum().reshape(1)
+            sums = distributed.all_gather_tensor(checksum, distributed.collective_device(self.device)).reshape(-1).tolist()
+            if len(set(sums)) != 1:
+                raise RuntimeError(f"{self.phase}: the ranks' weights diverged (parameter sums {sums})")
 
     def on_fit_end(self) -> None:
         if getattr(self, "_nvml_check", None) is not None:
             os.environ[_NVML_CHECK] = self._nvml_check
 
     def training_step(self, batch: TensorDictBase | None, batch_idx: int) -> None:
-        self.before_updates(batch_idx)
+        step = self.steps_done  # equals batch_idx, except after a resume
+        self.before_updates(step)
         losses: dict[str, torch.Tensor] = {}
         cache: dict[str, torch.Tensor] = {}
         if batch is not None and batch.batch_size.numel() > 0:  # empty before the first online data
@@ -140,16 +165,19 @@ class RLModule(LightningModule):
             if not isinstance(optimizers, list):
                 optimizers = [optimizers]
             by_term = dict(zip(self._optimizer_names, optimizers))
-            for minibatch in batch.unbind(0):
-                losses, cache = self.update(minibatch, by_term, batch_idx)
-        last = batch_idx + 1 == self.num_training_steps
-        if batch_idx % self.log_every == 0 or last:
+            # Under DDP the gradients are averaged per stage in update(), not by DDP's reducer.
+            with self._ddp_model.no_sync() if self._ddp_model is not None else nullcontext():
+                for minibatch in batch.unbind(0):
+                    losses, cache = self.update(minibatch, by_term, step)
+        last = step + 1 == self.num_training_steps
+        if step % self.log_every == 0 or last:
             # Only the last update of the step is logged: building metrics costs time too.
             metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
             metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
-            self._log_step(metrics, batch_idx)
-        if self.eval_every > 0 and ((batch_idx + 1) % self.eval_every == 0 or last):
-            self.run_evaluation()
+            self._log_step(metrics, step)
+        if self.eval_every > 0 and ((step + 1) % self.eval_every == 0 or last) and distributed.rank() == 0:
+            self.run_evaluation()  # the ranks hold the same weights: one evaluation is enough
+        self.steps_done += 1
 
     def extra_metrics(self) -> dict[str, float]:
         """Module-specific values logged with the losses (e.g. online episode statistics)."""
@@ -191,6 +219,7 @@ class RLModule(LightningModule):
             self._check_finite(value, {name: value}, batch_idx)
             optimizers[name].zero_grad(set_to_none=True)
             self.manual_backward(value)
+            self._average_gradients([optimizers[name]])
             optimizers[name].step()
             losses[name] = value
         for stage, terms in enumerate(self.loss.stages):
@@ -202,6 +231,7 @@ class RLModule(LightningModule):
             for term in stage_losses:
                 optimizers[term].zero_grad(set_to_none=True)
             self.manual_backward(total)
+            self._average_gradients([optimizers[term] for term in stage_losses])
             for term in stage_losses:
                 optimizers[term].step()
             self.loss.after_stage(stage)
@@ -210,6 +240,18 @@ class RLModule(LightningModule):
         return losses, cache
 
     # --- helpers ------------------------------------------------------------------------
+    def _find_ddp_model(self):
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = self.trainer.strategy.model if self._trainer is not None else None
+        return model if isinstance(model, DistributedDataParallel) else None
+
+    def _average_gradients(self, optimizers: list) -> None:
+        if self._ddp_model is None:
+            return
+        grads = [p.grad for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        distributed.all_reduce_mean_(grads)
+
     def _check_finite(self, total: torch.Tensor, terms: dict[str, torch.Tensor], batch_idx: int, force: bool = False) -> None:
         if not (self._check_every_update or force):
             return
@@ -263,8 +305,28 @@ class RLModule(LightningModule):
             )
         return result
 
+    def rank_state(self) -> dict[str, Any]:
+        """This rank's counters that the weights do not hold (extended by the explorer)."""
+        return {"rng": capture_rng()}
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        restore_rng(state["rng"])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called on every rank (Lightning writes rank 0's dict): gather each rank's own state.
         checkpoint["ooo_num_updates"] = self.num_updates
+        checkpoint["ooo_steps_done"] = self.steps_done
+        checkpoint["ooo_rank_states"] = distributed.all_gather_objects(self.rank_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.num_updates = checkpoint.get("ooo_num_updates", 0)
+        self.steps_done = checkpoint.get("ooo_steps_done", 0)
+        states = checkpoint.get("ooo_rank_states")
+        if states is not None:
+            if len(states) != distributed.world_size():
+                raise ValueError(
+                    f"the checkpoint was written by {len(states)} processes and this run has {distributed.world_size()}: "
+                    "resume with the same trainer.devices and trainer.num_nodes"
+                )
+            self.load_rank_state(states[distributed.rank()])
+        self._resumed = True

@@ -13,6 +13,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 
+from ooo_lightning import distributed
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
 
@@ -127,7 +128,7 @@ class ExplorerModule(RLModule):
 
     @property
     def env_steps(self) -> int:
-        return self.collected_steps
+        return self.collected_steps * distributed.world_size()  # every rank collects as many
 
     def optimizer_specs(self):
         specs = super().optimizer_specs()
@@ -154,16 +155,29 @@ class ExplorerModule(RLModule):
         # Every transition in the buffer is shown once (offline data at the first step), so a
         # count bonus counts the data, not how often it was sampled.
         replay = self.trainer.datamodule.replay
+        if len(replay) <= self.bonus_rows_seen:
+            return
+        num_offline = self.trainer.datamodule.info.num_offline
+        if self.bonus_rows_seen < num_offline:  # the same offline data on every rank: shown as is
+            self.bonus.observe(replay.storage[torch.arange(self.bonus_rows_seen, num_offline)].to(self.device))
+            self.bonus_rows_seen = num_offline
         if len(replay) > self.bonus_rows_seen:
-            self.bonus.observe(replay.storage[torch.arange(self.bonus_rows_seen, len(replay))].to(self.device))
+            rows = replay.storage[torch.arange(self.bonus_rows_seen, len(replay))]
+            if distributed.world_size() > 1:
+                # Every rank collects as many steps per training step: the bonus sees all ranks' data.
+                device = distributed.collective_device(self.device)
+                rows = distributed.all_gather_rows(rows, device).reshape(-1)
+            self.bonus.observe(rows.to(self.device))
             self.bonus_rows_seen = len(replay)
 
     def _start_collector(self) -> None:
         from torchrl.collectors import Collector
 
         policy = TensorDictModule(_SamplingActor(self.loss.policy), in_keys=["observation"], out_keys=["action"])
+        # Each rank its own environment seed; a resumed run a new one (its episodes start afresh).
+        env_seed = self.seed + 1_000_003 * distributed.rank() + self.collected_steps
         self._collector = Collector(
-            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, self.seed),
+            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, env_seed),
             policy=policy,
             frames_per_batch=self.frames_per_step,
             total_frames=-1,
@@ -189,9 +203,12 @@ class ExplorerModule(RLModule):
                 self._episode_return, self._episode_success = 0.0, False
 
     def on_train_end(self) -> None:
+        super().on_train_end()
         if self._collector is not None:
             self._collector.shutdown()
             self._collector, self._collector_iter = None, None
+        # Under DDP every rank leaves with the whole buffer: phase 3 trains on all of it.
+        self.trainer.datamodule.gather_ranks(self.device)
 
     # --- update -------------------------------------------------------------------------
     def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
@@ -215,10 +232,24 @@ class ExplorerModule(RLModule):
             out["online/goal_episodes"] = float(self.online_goal_episodes)
         return out
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["ooo_bonus_rows_seen"] = self.bonus_rows_seen
+    def rank_state(self) -> dict[str, Any]:
+        return {
+            **super().rank_state(),
+            "collected_steps": self.collected_steps,
+            "online_episodes": self.online_episodes,
+            "online_goal_episodes": self.online_goal_episodes,
+            "recent_returns": list(self._recent_returns),
+            "recent_successes": list(self._recent_successes),
+            "bonus_rows_seen": self.bonus_rows_seen,
+        }
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.bonus_rows_seen = checkpoint.get("ooo_bonus_rows_seen", 0)
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        super().load_rank_state(state)
+        self.collected_steps = state["collected_steps"]
+        self.online_episodes = state["online_episodes"]
+        self.online_goal_episodes = state["online_goal_episodes"]
+        self._recent_returns.extend(state["recent_returns"])
+        self._recent_successes.extend(state["recent_successes"])
+        self.bonus_rows_seen = state["bonus_rows_seen"]
+        # The episode running at the checkpoint is cut (the data module marks it truncated).
+        self._episode_return, self._episode_success = 0.0, False

@@ -15,6 +15,7 @@ def _module(**kw):
         positive_samples=0,
         offline_fraction=None,
         sampling_end=lambda buffer_len, num_offline: buffer_len,
+        steps_done=0,
     )
     defaults.update(kw)
     return SimpleNamespace(**defaults)
@@ -55,3 +56,37 @@ def test_empty_buffer_yields_empty_batches_until_data_arrives():
     dm.add_online(_transitions(4))
     assert next(it).batch_size == torch.Size([3, 16])
     assert dm.info.num_online == 4
+
+
+def _two_rank_data(module) -> ReplayDataModule:
+    # 10 offline rows, then rank 0's 6 online rows and rank 1's 6 (as a DDP explorer leaves them).
+    dm = _data(10, 12)
+    dm.info.online_segments = [6, 6]
+    dm.trainer = SimpleNamespace(lightning_module=module)
+    return dm
+
+
+def test_a_prefix_of_a_two_rank_buffer_takes_the_first_steps_of_each_rank():
+    module = _module(sampling_end=lambda buffer_len, num_offline: min(buffer_len, num_offline + 4), online_capacity=0,
+                     observation_dim=2, action_dim=2, env_id="x", mc_return_settings=lambda: None)
+    dm = _two_rank_data(module)
+    dm.setup("fit")
+    obs = dm.replay.storage[torch.arange(len(dm.replay))]["observation"][:, 0].tolist()
+    assert obs == [*range(10), 10, 11, 16, 17]  # offline, rank 0's first 2, rank 1's first 2
+    assert (dm.info.num_online, dm.info.online_segments) == (4, [2, 2])
+
+
+def test_returns_do_not_run_across_the_ranks_blocks():
+    from ooo_lightning.data.returns import MC_RETURN_KEY
+
+    module = _module(online_capacity=0, observation_dim=2, action_dim=2, env_id="x",
+                     mc_return_settings=lambda: (0.5, None), shape_reward=lambda r: r)
+    dm = _two_rank_data(module)
+    done = dm.replay.storage[torch.arange(22)][("next", "done")]
+    done[18] = True  # rank 0's block ends mid-episode; rank 1's first episode ends at row 18
+    dm.replay.storage.set(slice(0, 22), dm.replay.storage[torch.arange(22)].set(("next", "done"), done), set_cursor=False)
+    dm.setup("fit")
+    returns = dm.replay.storage[torch.arange(22)][MC_RETURN_KEY].reshape(-1)
+    # Rank 0's unfinished episode stays pending: it is not joined to rank 1's finished one.
+    assert torch.isinf(returns[10:16]).all()
+    assert torch.isfinite(returns[16:19]).all() and torch.isinf(returns[19:]).all()

@@ -1,0 +1,41 @@
+"""A tiny OOO job as a command line, for the tests that need a real process (DDP, SIGKILL)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+EXPLORER = "--model.init_args.explorer.init_args"
+EXPLOITER = "--model.init_args.exploiter.init_args"
+
+
+def tiny_job(root: Path, dataset: Path, *extra: str, online_steps: int = 400) -> list[str]:
+    """``ooo-lightning fit`` of the default config, shrunk to seconds: 10 offline training
+    steps, ``online_steps / 8`` online ones, 20 exploiter steps, 32-unit networks."""
+    return [
+        sys.executable, "-m", "ooo_lightning.cli", "fit",
+        f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}",
+        f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false",
+        f"--data.dataset={dataset}",
+        f"{EXPLORER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLORER}.bonus.init_args.hidden_dims=[32]",
+        f"{EXPLORER}.bonus.init_args.embedding_dim=32", f"{EXPLORER}.batch_size=64",
+        f"{EXPLORER}.offline_updates=80", f"{EXPLORER}.online_steps={online_steps}", f"{EXPLORER}.eval_every=0",
+        f"{EXPLOITER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLOITER}.batch_size=64",
+        f"{EXPLOITER}.updates=160", f"{EXPLOITER}.eval_every=0",
+        "--model.init_args.final_eval_episodes=3",
+        *extra,
+    ]
+
+
+def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)

@@ -1,0 +1,134 @@
+"""Resume after a crash, atomic checkpoints, and one seed giving one result."""
+
+import json
+import random
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, capture_rng, resolve_resume, restore_rng
+from ooo_lightning.data.buffer import load_buffer
+from runs import run, start, tiny_job
+
+OFFLINE_STEPS = 10  # 80 offline updates / 8 per training step
+ONLINE_STEPS = 2000  # 250 online training steps: long enough to be killed half-way
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_dataset):
+    root = tmp_path_factory.mktemp("uninterrupted") / "run"
+    run(tiny_job(root, tiny_dataset, online_steps=ONLINE_STEPS))
+    return root
+
+
+def _rows(buffer_dir):
+    replay, info = load_buffer(buffer_dir)
+    return replay.storage[torch.arange(len(replay))], info
+
+
+def _wait_for_online_checkpoint(path, proc, timeout=120.0):
+    """Polls until ``path`` holds a checkpoint taken in the online phase; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed: make it longer"
+        if path.is_file():
+            ckpt = torch.load(path, weights_only=True)
+            if ckpt["ooo_steps_done"] > OFFLINE_STEPS:
+                return ckpt
+        time.sleep(0.2)
+    raise TimeoutError(f"no online checkpoint at {path}")
+
+
+def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_dataset, uninterrupted):
+    steps = ONLINE_STEPS
+    job = tiny_job(tmp_path / "killed", tiny_dataset, "--checkpoint.every_steps=5", online_steps=steps)
+    proc = start(job)
+    try:
+        ckpt = _wait_for_online_checkpoint(tmp_path / "killed" / "explorer" / "checkpoints" / "last.ckpt", proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert not (tmp_path / "killed" / "results.json").exists()
+    saved_rows = ckpt["ReplayDataModule"]["online_rows"]
+    collected = saved_rows["observation"].shape[1]
+    assert 0 < collected < steps
+
+    run([*job, "--ckpt_path=last"])
+    rows, info = _rows(tmp_path / "killed" / "buffer")
+    results = json.loads((tmp_path / "killed" / "results.json").read_text())
+    # Same size as an uninterrupted run: every online step of the config, after the offline data.
+    whole_rows, whole_info = _rows(uninterrupted / "buffer")
+    assert (info.num_offline, info.num_online, len(rows)) == (whole_info.num_offline, whole_info.num_online, len(whole_rows))
+    assert info.num_online == steps and results["explorer"]["env_steps"] == steps
+    # Nothing collected before the checkpoint is lost: its rows open the online part unchanged,
+    # but for the episode the crash cut, which now ends there in a time-out.
+    online = rows[info.num_offline : info.num_offline + collected]
+    assert torch.equal(online["observation"], saved_rows["observation"][0])
+    assert torch.equal(online["action"], saved_rows["action"][0])
+    if not bool(saved_rows["next/done"][0][-1]):
+        assert bool(online["next", "truncated"][-1]) and not bool(online["next", "terminated"][-1])
+    assert set(results) == {"explorer", "exploiter"}
+
+
+def test_resume_skips_finished_phases_and_continues_the_next(tmp_path, tiny_dataset):
+    job = tiny_job(tmp_path / "run", tiny_dataset, "--checkpoint.every_steps=5")
+    run(job)
+    before = json.loads((tmp_path / "run" / "results.json").read_text())
+    # As if phase 3 had died after its checkpoint: its result is gone, its last.ckpt is there.
+    del before["exploiter"]
+    (tmp_path / "run" / "results.json").write_text(json.dumps(before))
+    explorer_ckpt = (tmp_path / "run" / "explorer" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    out = run([*job, "--ckpt_path=last"])
+    after = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert after["explorer"] == before["explorer"]
+    assert "exploiter" in after
+    assert (tmp_path / "run" / "explorer" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == explorer_ckpt
+    assert "explorer: finished in the earlier run" in out.stderr
+    assert "exploiter: resuming from" in out.stderr
+    assert not (tmp_path / "run-v1").exists()  # resumed in place
+
+
+def test_one_seed_gives_one_result(tmp_path, tiny_dataset, uninterrupted):
+    first, second = uninterrupted, tmp_path / "second"
+    run(tiny_job(second, tiny_dataset, online_steps=ONLINE_STEPS))
+    assert (first / "results.json").read_text() == (second / "results.json").read_text()
+    rows_a, _ = _rows(first / "buffer")
+    rows_b, _ = _rows(second / "buffer")
+    assert (rows_a == rows_b).all()  # the same online transitions...
+    weights = [torch.load(d / "exploiter" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for d in (first, second)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # ...and the same final agent
+
+
+def test_rng_states_round_trip():
+    state = capture_rng()
+    expected = (torch.rand(3), np.random.rand(2).tolist(), random.random())
+    restore_rng(state)
+    again = (torch.rand(3), np.random.rand(2).tolist(), random.random())
+    assert torch.equal(expected[0], again[0]) and expected[1:] == again[1:]
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert int(torch.load(path, weights_only=True)["step"]) == 1
+
+
+def test_resume_arguments_are_checked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no earlier run"):
+        resolve_resume("last", tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        resolve_resume(str(tmp_path / "x.ckpt"), tmp_path)
+    with pytest.raises(ValueError, match="every_steps"):
+        CheckpointSettings(every_steps=0)
