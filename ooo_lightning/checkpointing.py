@@ -21,6 +21,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ooo_lightning.config_checks import ConfigError
+
 LAST = "last.ckpt"
 
 
@@ -40,9 +42,9 @@ class CheckpointSettings:
 
     def __post_init__(self) -> None:
         if self.every_steps is not None and self.every_steps < 1:
-            raise ValueError(f"checkpoint.every_steps must be >= 1 or null, got {self.every_steps}")
+            raise ConfigError(f"checkpoint.every_steps must be >= 1 or null, got {self.every_steps}")
         if self.every_minutes <= 0:
-            raise ValueError(f"checkpoint.every_minutes must be > 0, got {self.every_minutes}")
+            raise ConfigError(f"checkpoint.every_minutes must be > 0, got {self.every_minutes}")
 
 
 class PhaseCheckpoint(ModelCheckpoint):

@@ -23,10 +23,12 @@ from typing import Any
 from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import CheckpointSettings, resolve_resume
+from ooo_lightning.config_checks import ConfigError, check_trainer, error_in_chain
 from ooo_lightning.data.d4rl import DatasetError
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
@@ -56,6 +58,7 @@ class OOOLightningCLI(LightningCLI):
     def fit(self, model: LightningModule, datamodule: ReplayDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
         if datamodule is None:
             datamodule = ReplayDataModule()
+        check_trainer(self.trainer)
         run_dir, explicit_ckpt = resolve_resume(ckpt_path, self.trainer.default_root_dir)
         resume = run_dir is not None
         self._exported_run_dir = False
@@ -124,13 +127,17 @@ class OOOLightningCLI(LightningCLI):
 RUN_DIR_ENV = "OOO_LIGHTNING_RUN_DIR"
 
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.
-USER_ERRORS = (DatasetError, NonFiniteLossError)
+USER_ERRORS = (DatasetError, NonFiniteLossError, ConfigError, MisconfigurationException, FileNotFoundError)
 
 
 def _quiet_lightning_tips() -> None:
     # Lightning advertises a cloud logger at every Trainer creation, i.e. once per phase.
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
+    # Logged at every checkpoint the ModelCheckpoint callback writes (it passes no weights_only).
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(
+        lambda record: not str(record.msg).startswith("`weights_only` was not set")
+    )
 
 
 def main(args: Any = None) -> None:
@@ -139,8 +146,18 @@ def main(args: Any = None) -> None:
     warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined")
     try:
         OOOLightningCLI(args=args)
-    except USER_ERRORS as err:
-        print(f"ooo-lightning: error: {err}", file=sys.stderr)
+    except Exception as exc:
+        # Also found inside jsonargparse's wrapping of errors raised while building the config.
+        err = error_in_chain(exc, USER_ERRORS)
+        if err is None:
+            raise
+        message = str(err)
+        if isinstance(err, MisconfigurationException):  # Lightning's own: say what the machine has
+            import torch
+
+            message += (f" (this machine has {torch.cuda.device_count()} CUDA GPUs and {os.cpu_count()} CPU cores: "
+                        "check trainer.accelerator, trainer.devices and trainer.precision)")
+        print(f"ooo-lightning: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -13,6 +13,8 @@ Run directory layout::
 
 from __future__ import annotations
 
+from ooo_lightning.config_checks import ConfigError
+
 import copy
 import json
 import logging
@@ -71,14 +73,14 @@ class OOOPipeline(LightningModule):
     ) -> None:
         super().__init__()
         if explorer is None and exploiter is None:
-            raise ValueError("the pipeline needs an explorer, an exploiter, or both")
+            raise ConfigError("the pipeline needs an explorer, an exploiter, or both")
         if explorer is not None and exploiter is not None and explorer.env_id != exploiter.env_id:
-            raise ValueError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
+            raise ConfigError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
         if exploiter_online_steps is not None:
             if exploiter is None:
-                raise ValueError("exploiter_online_steps needs an exploiter")
+                raise ConfigError("exploiter_online_steps needs an exploiter")
             if not exploiter_online_steps or any(t < 0 for t in exploiter_online_steps):
-                raise ValueError(f"exploiter_online_steps must be a non-empty list of steps >= 0, got {exploiter_online_steps}")
+                raise ConfigError(f"exploiter_online_steps must be a non-empty list of steps >= 0, got {exploiter_online_steps}")
             exploiter_online_steps = sorted(set(int(t) for t in exploiter_online_steps))
         self.explorer = explorer
         self.exploiter = exploiter
@@ -217,7 +219,7 @@ class PhaseRunner:
             # Phase 3 alone: the data module loads its saved buffer.
             if data.replay is None:
                 if not data.buffer_path:
-                    raise ValueError("a pipeline without an explorer needs a saved buffer: set data.buffer")
+                    raise ConfigError("a pipeline without an explorer needs a saved buffer: set data.buffer")
                 data.replay, data.info = load_buffer(data.buffer_path)
         if pipeline.exploiter_online_steps is None:
             self.run_exploiter(pipeline.exploiter, self._shared(data))

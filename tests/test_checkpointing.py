@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, capture_rng, resolve_resume, restore_rng
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.buffer import load_buffer
 from runs import run, start, tiny_job
 
@@ -130,5 +131,5 @@ def test_resume_arguments_are_checked(tmp_path):
         resolve_resume("last", tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         resolve_resume(str(tmp_path / "x.ckpt"), tmp_path)
-    with pytest.raises(ValueError, match="every_steps"):
+    with pytest.raises(ConfigError, match="every_steps"):
         CheckpointSettings(every_steps=0)

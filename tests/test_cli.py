@@ -2,6 +2,7 @@
 
 import h5py
 import numpy as np
+import torch
 import pytest
 
 from conftest import REPO
@@ -44,3 +45,26 @@ def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, ti
     err = capsys.readouterr().err
     assert "explorer offline: non-finite loss ['qvalue'] at update 0" in err
     assert str(tmp_path / "run" / "explorer" / "checkpoints") in err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--trainer.strategy=ddp_spawn", "--trainer.devices=2"], "use --trainer.strategy ddp"),
+        (["--trainer.devices=4096"], "asks for 4096 CPU processes"),
+        (["--trainer.accelerator=gpu"] if not torch.cuda.is_available() else ["--trainer.devices=4096"], "trainer.devices"),
+        (['--model.init_args.exploiter.init_args.loss.init_args.keys={"reward": ["next", "my_reward"]}'],
+         "the loss reads reward from ('next', 'my_reward')"),
+        (["--model.init_args.explorer.init_args.utd_ratio=3"], "must be a multiple of utd_ratio"),
+        (["--checkpoint.every_steps=0"], "every_steps must be >= 1"),
+        (["--ckpt_path=last"], "holds no earlier run"),
+    ],
+)
+def test_impossible_configs_fail_at_start_up_before_any_data(tmp_path, capsys, args, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(tmp_path, f"--data.dataset={tmp_path / 'data.hdf5'}", *args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "ooo-lightning: error:" in err and expected in err and "Traceback" not in err
+    # Nothing was generated, collected or written.
+    assert not (tmp_path / "data.hdf5").exists() and not (tmp_path / "run").exists()

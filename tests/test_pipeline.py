@@ -189,3 +189,20 @@ def test_sparse_halfcheetah_config_runs_online_from_scratch(tmp_path):
     )
     results = json.loads((cli.run_dir / "results.json").read_text())
     assert results["explorer"]["env_steps"] == 40 and results["exploiter"]["eval_steps"] == 1000
+
+
+def test_a_bf16_mixed_run_completes_with_finite_losses(tmp_path, tiny_dataset):
+    import csv
+    import math
+
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}", f"--data.dataset={tiny_dataset}",
+              f"--trainer.default_root_dir={tmp_path / 'bf16'}", "--trainer.precision=bf16-mixed", *TINY_PIPELINE]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert {"explorer", "exploiter"} <= set(results)
+    for phase in ("explorer", "exploiter"):
+        with open(cli.run_dir / phase / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        losses = [float(r[k]) for r in rows for k in r if k.startswith("loss/") and r[k] != ""]
+        assert len(losses) >= 3 and all(math.isfinite(v) for v in losses), phase

@@ -8,6 +8,8 @@ training, so samples always come from the current buffer.
 
 from __future__ import annotations
 
+from ooo_lightning.config_checks import ConfigError
+
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +76,7 @@ class ReplayDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if dataset and buffer:
-            raise ValueError("set either data.dataset (a dataset file or Minari id) or data.buffer (a saved buffer), not both")
+            raise ConfigError("set either data.dataset (a dataset file or Minari id) or data.buffer (a saved buffer), not both")
         self.dataset = dataset
         self.observation_key = observation_key
         self.score_reference = score_reference
@@ -174,7 +176,7 @@ class ReplayDataModule(LightningDataModule):
         want = (module.observation_dim, module.action_dim)
         if got != want:
             source = self.buffer_path or self.dataset or "the buffer"
-            raise ValueError(
+            raise ConfigError(
                 f"{source} holds (observation, action) sizes {got} but environment {module.env_id!r} has {want}"
             )
 
@@ -294,7 +296,7 @@ class ReplayDataModule(LightningDataModule):
         if not state:
             return
         if state["num_offline"] != self.info.num_offline:
-            raise ValueError(
+            raise ConfigError(
                 f"the checkpoint was taken with {state['num_offline']} offline transitions but the dataset now has "
                 f"{self.info.num_offline}: resume with the same data.dataset"
             )

@@ -54,6 +54,14 @@ class ActorCriticLoss(nn.Module):
                 raise ValueError(f"unknown loss key {name!r}; valid keys are {sorted(valid)}")
             setattr(self.keys, name, tuple(value) if isinstance(value, list) else value)
 
+    def required_keys(self) -> dict[str, NestedKey]:
+        """The batch entries this loss cannot do without (the bonus is optional; the
+        Monte-Carlo return only for losses that read it)."""
+        names = ["observation", "action", "next_observation", "reward", "terminated"]
+        if getattr(self, "uses_mc_returns", False):
+            names.append("mc_return")
+        return {name: getattr(self.keys, name) for name in names}
+
     @property
     def terms(self) -> tuple[str, ...]:
         return tuple(t for stage in self.stages for t in stage)

@@ -3,6 +3,8 @@ reward shaping, periodic evaluation, throttled logging and the non-finite-loss s
 
 from __future__ import annotations
 
+from ooo_lightning.config_checks import ConfigError, check_loss_keys
+
 import os
 import time
 from collections.abc import Callable
@@ -58,26 +60,29 @@ class RLModule(LightningModule):
         super().__init__()
         self.automatic_optimization = False
         if updates_per_step < 1 or batch_size < 1:
-            raise ValueError("updates_per_step and batch_size must be >= 1")
+            raise ConfigError("updates_per_step and batch_size must be >= 1")
         if not 0 <= positive_samples < batch_size:
-            raise ValueError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
+            raise ConfigError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
         self.env_id = env
         self.env_kwargs = dict(env_kwargs or {})
         probe = make_env(env, self.env_kwargs)
         if not isinstance(probe.action_space, gym.spaces.Box) or len(probe.observation_space.shape or ()) != 1:
-            raise ValueError(f"{env}: needs a flat Box observation space and a Box action space")
+            raise ConfigError(f"{env}: needs a flat Box observation space and a Box action space")
         self.observation_dim = int(probe.observation_space.shape[0])
         self.action_dim = int(probe.action_space.shape[0])
         probe.close()
         self.loss = loss(self.observation_dim, self.action_dim)
         if not isinstance(self.loss, ActorCriticLoss):
             raise TypeError(f"loss must build an ActorCriticLoss, got {type(self.loss).__name__}")
+        from ooo_lightning.data.buffer import TRANSITION_KEYS
+
+        check_loss_keys(self.loss, TRANSITION_KEYS, type(self).__name__)
         self.batch_size = batch_size
         self.updates_per_step = updates_per_step
         self.reward_scale = reward_scale
         self.reward_bias = reward_bias
         if offline_fraction is not None and not 0.0 <= offline_fraction <= 1.0:
-            raise ValueError(f"offline_fraction must be in [0, 1] or null, got {offline_fraction}")
+            raise ConfigError(f"offline_fraction must be in [0, 1] or null, got {offline_fraction}")
         self.positive_samples = positive_samples
         self.offline_fraction = offline_fraction
         self.eval_every = eval_every
@@ -324,7 +329,7 @@ class RLModule(LightningModule):
         states = checkpoint.get("ooo_rank_states")
         if states is not None:
             if len(states) != distributed.world_size():
-                raise ValueError(
+                raise ConfigError(
                     f"the checkpoint was written by {len(states)} processes and this run has {distributed.world_size()}: "
                     "resume with the same trainer.devices and trainer.num_nodes"
                 )

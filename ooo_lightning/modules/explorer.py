@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ooo_lightning.config_checks import ConfigError
+
 import math
 from collections import deque
 from collections.abc import Callable
@@ -96,7 +98,7 @@ class ExplorerModule(RLModule):
     ) -> None:
         super().__init__(env, loss, **kwargs)
         if utd_ratio < 1 or self.updates_per_step % utd_ratio:
-            raise ValueError(f"updates_per_step ({self.updates_per_step}) must be a multiple of utd_ratio ({utd_ratio})")
+            raise ConfigError(f"updates_per_step ({self.updates_per_step}) must be a multiple of utd_ratio ({utd_ratio})")
         self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
         self.bonus_scale = bonus_scale
         self.offline_updates = offline_updates
