@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ooo_lightning.config_checks import ConfigError
 
@@ -71,6 +72,12 @@ class PhaseCheckpoint(ModelCheckpoint):
         if self._should_skip_saving_checkpoint(trainer) or pl_module.steps_done % self.every_steps:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # SIGTERM (a scheduler's pre-emption, `kill`): Lightning stops at the end of a training
+        # step, where the state is whole, so save it. Not on Ctrl+C: that can land mid-update.
+        if isinstance(exception, SIGTERMException):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)

@@ -24,6 +24,7 @@ from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
@@ -146,6 +147,10 @@ def main(args: Any = None) -> None:
     warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined")
     try:
         OOOLightningCLI(args=args)
+    except SIGTERMException:
+        print("ooo-lightning: stopped by SIGTERM; the phase's last.ckpt holds the last finished step: "
+              "run the same command with --ckpt_path last to continue", file=sys.stderr)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as a shell reports it
     except Exception as exc:
         # Also found inside jsonargparse's wrapping of errors raised while building the config.
         err = error_in_chain(exc, USER_ERRORS)

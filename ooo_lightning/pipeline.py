@@ -13,8 +13,6 @@ Run directory layout::
 
 from __future__ import annotations
 
-from ooo_lightning.config_checks import ConfigError
-
 import copy
 import json
 import logging
@@ -28,6 +26,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, PhaseCheckpoint, phase_checkpoint

@@ -43,15 +43,21 @@ def _wait_for_online_checkpoint(path, proc, timeout=120.0):
     raise TimeoutError(f"no online checkpoint at {path}")
 
 
-def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_dataset, uninterrupted):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_dataset, uninterrupted, sig):
     steps = ONLINE_STEPS
     job = tiny_job(tmp_path / "killed", tiny_dataset, "--checkpoint.every_steps=5", online_steps=steps)
     proc = start(job)
+    last = tmp_path / "killed" / "explorer" / "checkpoints" / "last.ckpt"
     try:
-        ckpt = _wait_for_online_checkpoint(tmp_path / "killed" / "explorer" / "checkpoints" / "last.ckpt", proc)
-        proc.send_signal(signal.SIGKILL)
+        seen = _wait_for_online_checkpoint(last, proc)
+        proc.send_signal(sig)
     finally:
-        proc.wait(30)
+        code = proc.wait(60)
+    ckpt = torch.load(last, weights_only=True)
+    if sig == signal.SIGTERM:
+        # Stopped at the end of a step, which it saved, and said so by its exit status.
+        assert code == 143 and ckpt["ooo_steps_done"] >= seen["ooo_steps_done"]
     assert not (tmp_path / "killed" / "results.json").exists()
     saved_rows = ckpt["ReplayDataModule"]["online_rows"]
     collected = saved_rows["observation"].shape[1]

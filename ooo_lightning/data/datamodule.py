@@ -8,8 +8,6 @@ training, so samples always come from the current buffer.
 
 from __future__ import annotations
 
-from ooo_lightning.config_checks import ConfigError
-
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from tensordict import TensorDict
 from torch.utils.data import DataLoader, IterableDataset
 from torchrl.data import ReplayBuffer
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.buffer import (
     BufferInfo,
     load_buffer,

@@ -3,8 +3,6 @@ reward shaping, periodic evaluation, throttled logging and the non-finite-loss s
 
 from __future__ import annotations
 
-from ooo_lightning.config_checks import ConfigError, check_loss_keys
-
 import os
 import time
 from collections.abc import Callable
@@ -16,9 +14,11 @@ import torch
 from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
 
+from ooo_lightning.config_checks import ConfigError, check_loss_keys
 from ooo_lightning import distributed
 from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
+from ooo_lightning.data.buffer import TRANSITION_KEYS
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss
 
@@ -74,8 +74,6 @@ class RLModule(LightningModule):
         self.loss = loss(self.observation_dim, self.action_dim)
         if not isinstance(self.loss, ActorCriticLoss):
             raise TypeError(f"loss must build an ActorCriticLoss, got {type(self.loss).__name__}")
-        from ooo_lightning.data.buffer import TRANSITION_KEYS
-
         check_loss_keys(self.loss, TRANSITION_KEYS, type(self).__name__)
         self.batch_size = batch_size
         self.updates_per_step = updates_per_step

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ooo_lightning.config_checks import ConfigError
-
 import math
 from collections import deque
 from collections.abc import Callable
@@ -15,6 +13,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning import distributed
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
