@@ -197,16 +197,14 @@ class ReplayDataModule(LightningDataModule):
         limit = module.sampling_end(len(self.replay), self.info.num_offline) - self.info.num_offline
         if limit >= self.info.num_online:
             return
-        lengths = self.info.online_segments
-        share = [limit // len(lengths) + (i < limit % len(lengths)) for i in range(len(lengths))]
-        rows = [torch.arange(self.info.num_offline)]
-        rows += [torch.arange(start, start + min(k, end - start)) for (start, end), k in zip(self.info.segments(), share)]
-        index = torch.cat(rows)
+        blocks = self.info.segments()
+        share = [limit // len(blocks) + (i < limit % len(blocks)) for i in range(len(blocks))]
+        taken = [min(k, end - start) for (start, end), k in zip(blocks, share)]
+        index = torch.cat([torch.arange(self.info.num_offline)] + [torch.arange(start, start + k) for (start, _), k in zip(blocks, taken)])
         kept = self.replay.storage[index]
-        self.replay = make_replay_buffer(len(index) + max(0, module.online_capacity))
+        self.replay = make_replay_buffer(len(index))
         self.replay.extend(kept)
-        self.info = BufferInfo(**{**self.info.__dict__, "capacity": len(index), "num_online": len(index) - self.info.num_offline,
-                                   "online_segments": [min(k, end - start) for (start, end), k in zip(self.info.segments(), share)]})
+        self.info = BufferInfo(**{**self.info.__dict__, "capacity": len(index), "num_online": sum(taken), "online_segments": taken})
 
     # --- Monte-Carlo returns (Cal-QL's calibration) -------------------------------------
     def _fill_all_returns(self, module: RLModule) -> None:
@@ -302,9 +300,7 @@ class ReplayDataModule(LightningDataModule):
         rank = distributed.rank()
         per_rank = state.get("online_segments") is None
         flat = {tuple(k.split("/")) if "/" in k else k: (v[rank] if per_rank else v) for k, v in state["online_rows"].items()}
-        rows = TensorDict({}, batch_size=[next(iter(flat.values())).shape[0]])
-        for key, value in flat.items():
-            rows.set(key, value)
+        rows = TensorDict(flat, batch_size=[next(iter(flat.values())).shape[0]])
         if len(self.replay) > self.info.num_offline:
             raise RuntimeError("load_state_dict expects a buffer holding the offline data only")
         if rows.shape[0]:

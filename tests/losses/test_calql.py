@@ -7,6 +7,7 @@ import torch
 from tensordict import TensorDict
 
 from ooo_lightning.losses import CalQLLoss
+from test_iql import _random_batch
 
 N_SAMPLED = 2
 GAMMA = 0.9
@@ -189,20 +190,8 @@ BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
 def test_terms_under_bf16_autocast_are_float32_and_close_to_fp32():
     torch.manual_seed(0)
     loss = CalQLLoss(5, 3, hidden_dims=(32, 32), num_sampled_actions=4, lagrange=True, init_alpha=0.5)
-    g = torch.Generator().manual_seed(1)
-    b = 16
-    batch = TensorDict(
-        {
-            "observation": torch.randn(b, 5, generator=g),
-            "action": torch.rand(b, 3, generator=g) * 2 - 1,
-            ("next", "observation"): torch.randn(b, 5, generator=g),
-            ("next", "reward"): torch.randn(b, 1, generator=g),
-            ("next", "terminated"): torch.rand(b, 1, generator=g) < 0.2,
-            ("next", "intrinsic_reward"): torch.rand(b, 1, generator=g) * 0.1,
-            "mc_return": torch.randn(b, 1, generator=g),
-        },
-        batch_size=[b],
-    )
+    batch = _random_batch(16, seed=1)
+    batch.set("mc_return", torch.randn(16, 1, generator=torch.Generator().manual_seed(3)))
     torch.manual_seed(2)  # the same noise draws in both runs
     reference = loss(batch)
     torch.manual_seed(2)
