@@ -37,5 +37,25 @@ def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def start(args: list[str]) -> subprocess.Popen:
+    """The job in the background, in a process group of its own (DDP's other ranks included),
+    so that ``os.killpg`` stops all of it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO,
+                            start_new_session=True)
+
+
+def wait_for_checkpoint(path: Path, proc: subprocess.Popen, after_step: int, timeout: float = 120.0) -> dict:
+    """Polls until ``path`` holds a checkpoint of a training step past ``after_step``; returns it."""
+    import time
+
+    import torch
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed: make it longer"
+        if path.is_file():
+            ckpt = torch.load(path, weights_only=True)
+            if ckpt["ooo_steps_done"] > after_step:
+                return ckpt
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint past step {after_step} at {path}")

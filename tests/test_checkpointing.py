@@ -3,7 +3,6 @@
 import json
 import random
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, capture_rng, resolve_resume, restore_rng
 from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.buffer import load_buffer
-from runs import run, start, tiny_job
+from runs import run, start, tiny_job, wait_for_checkpoint
 
 OFFLINE_STEPS = 10  # 80 offline updates / 8 per training step
 ONLINE_STEPS = 2000  # 250 online training steps: long enough to be killed half-way
@@ -30,19 +29,6 @@ def _rows(buffer_dir):
     return replay.storage[torch.arange(len(replay))], info
 
 
-def _wait_for_online_checkpoint(path, proc, timeout=120.0):
-    """Polls until ``path`` holds a checkpoint taken in the online phase; returns it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed: make it longer"
-        if path.is_file():
-            ckpt = torch.load(path, weights_only=True)
-            if ckpt["ooo_steps_done"] > OFFLINE_STEPS:
-                return ckpt
-        time.sleep(0.2)
-    raise TimeoutError(f"no online checkpoint at {path}")
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_dataset, uninterrupted, sig):
     steps = ONLINE_STEPS
@@ -50,7 +36,7 @@ def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_data
     proc = start(job)
     last = tmp_path / "killed" / "explorer" / "checkpoints" / "last.ckpt"
     try:
-        seen = _wait_for_online_checkpoint(last, proc)
+        seen = wait_for_checkpoint(last, proc, after_step=OFFLINE_STEPS)
         proc.send_signal(sig)
     finally:
         code = proc.wait(60)
