@@ -191,13 +191,14 @@ def test_sparse_halfcheetah_config_runs_online_from_scratch(tmp_path):
     assert results["explorer"]["env_steps"] == 40 and results["exploiter"]["eval_steps"] == 1000
 
 
-def test_a_bf16_mixed_run_completes_with_finite_losses(tmp_path, tiny_dataset):
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])  # 16-mixed: Lightning's GradScaler, on the CPU too
+def test_a_mixed_precision_run_completes_with_finite_losses(tmp_path, tiny_dataset, precision):
     import csv
     import math
 
     cli = OOOLightningCLI(
         args=["fit", f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}", f"--data.dataset={tiny_dataset}",
-              f"--trainer.default_root_dir={tmp_path / 'bf16'}", "--trainer.precision=bf16-mixed", *TINY_PIPELINE]
+              f"--trainer.default_root_dir={tmp_path / 'run'}", f"--trainer.precision={precision}", *TINY_PIPELINE]
     )
     results = json.loads((cli.run_dir / "results.json").read_text())
     assert {"explorer", "exploiter"} <= set(results)
