@@ -65,7 +65,7 @@ class OOOLightningCLI(LightningCLI):
         self._exported_run_dir = False
         if run_dir is None:
             run_dir = self._new_run_dir()
-        if distributed.launched_rank() == 0:
+        if distributed.is_rank_zero():
             run_dir.mkdir(parents=True, exist_ok=True)
             name = "config.yaml" if not resume else "config.resumed.yaml"  # keep the original
             self.parser.save(self.config, run_dir / name, skip_none=False, overwrite=True, multifile=False)
@@ -80,7 +80,7 @@ class OOOLightningCLI(LightningCLI):
         finally:
             if self._exported_run_dir:
                 os.environ.pop(RUN_DIR_ENV, None)  # a later run in this process picks its own
-        if runner.is_writer:
+        if distributed.is_rank_zero():
             print(f"\nrun directory: {run_dir}")
             print(format_results_table(runner.results))
         self.run_dir = run_dir
@@ -103,7 +103,7 @@ class OOOLightningCLI(LightningCLI):
         """A fresh run directory, the same one in every process of a multi-process run."""
         if RUN_DIR_ENV in os.environ:  # a process started by Lightning's DDP launcher
             return Path(os.environ[RUN_DIR_ENV])
-        if distributed.launched_rank() != 0 or "WORLD_SIZE" in os.environ:
+        if not distributed.is_rank_zero() or "WORLD_SIZE" in os.environ:
             # Started by torchrun / SLURM: the processes cannot agree on a "-v1" suffix.
             return Path(self.trainer.default_root_dir)
         run_dir = unique_run_dir(self.trainer.default_root_dir)

@@ -41,6 +41,12 @@ def launched_rank() -> int:
     return node * per_node + local
 
 
+def is_rank_zero() -> bool:
+    """Whether this process writes the run's files: rank 0 of the process group once it
+    exists, else of the launcher's environment (before Lightning sets the group up)."""
+    return (rank() if is_distributed() else launched_rank()) == 0
+
+
 def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
     """Averages ``tensors`` in place over the ranks, in one flat collective."""
     if not tensors or not is_distributed():

@@ -131,10 +131,6 @@ class PhaseRunner:
         if resume and results_file.is_file():
             self.results = json.loads(results_file.read_text())
 
-    @property
-    def is_writer(self) -> bool:
-        return (distributed.rank() if distributed.is_distributed() else distributed.launched_rank()) == 0
-
     def _trainer(self, phase: str) -> Trainer:
         phase_dir = self.run_dir / phase
         checkpoint = PhaseCheckpoint(phase_dir / "checkpoints", self.checkpoint)
@@ -165,7 +161,7 @@ class PhaseRunner:
         # PhaseCheckpoint also writes last.ckpt when training ends: a crash during the final
         # evaluation or while saving the buffer resumes after the last step, not before it.
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-        if not self.is_writer:
+        if not distributed.is_rank_zero():
             return None
         result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
         self.results[phase] = result.to_dict()
@@ -187,7 +183,7 @@ class PhaseRunner:
             data.attach(*load_buffer(self.run_dir / "buffer"))
             return None
         result = self.fit("explorer", explorer, data)
-        if self.is_writer:
+        if distributed.is_rank_zero():
             # The buffer before the results: a run whose results name the explorer has its buffer.
             self._save_buffer(data)
             self.write_results()
@@ -205,7 +201,7 @@ class PhaseRunner:
         if self._done(phase):
             return None
         result = self.fit(phase, exploiter, data)
-        if self.is_writer:
+        if distributed.is_rank_zero():
             self.write_results()
         return result
 
@@ -231,7 +227,7 @@ class PhaseRunner:
             self.run_exploiter(exploiter, self._shared(data), "exploiter" if whole else f"exploiter_T{steps}")
             if whole:
                 break  # larger T would train on the same data again
-        if self.is_writer:
+        if distributed.is_rank_zero():
             self._plot_online_steps_curve()
         return self.results
 

@@ -178,7 +178,7 @@ class RLModule(LightningModule):
             metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
             metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
             self._log_step(metrics, step)
-        if self.eval_every > 0 and ((step + 1) % self.eval_every == 0 or last) and distributed.rank() == 0:
+        if self.eval_every > 0 and ((step + 1) % self.eval_every == 0 or last) and distributed.is_rank_zero():
             self.run_evaluation()  # the ranks hold the same weights: one evaluation is enough
         self.steps_done += 1
 
