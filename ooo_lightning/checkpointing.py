@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,22 @@ class PhaseCheckpoint(ModelCheckpoint):
             every_n_epochs=None if by_time else 0,
         )
         self.every_steps = settings.every_steps
+        self._last_time_save: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Both schedules by hand: under manual optimisation Lightning 2.6's ModelCheckpoint
+        # ignores train_time_interval (it returned before any save, so the default
+        # every_minutes wrote nothing until the phase ended).
+        if self._should_skip_saving_checkpoint(trainer):
+            return
         if self.every_steps is None:
-            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._should_skip_saving_checkpoint(trainer) or pl_module.steps_done % self.every_steps:
+            now = time.monotonic()
+            if self._last_time_save is None:
+                self._last_time_save = now
+            if now - self._last_time_save < self._train_time_interval.total_seconds():
+                return
+            self._last_time_save = now
+        elif pl_module.steps_done % self.every_steps:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 

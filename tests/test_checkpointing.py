@@ -125,3 +125,26 @@ def test_resume_arguments_are_checked(tmp_path):
         resolve_resume(str(tmp_path / "x.ckpt"), tmp_path)
     with pytest.raises(ConfigError, match="every_steps"):
         CheckpointSettings(every_steps=0)
+
+
+def test_time_based_checkpoints_are_written_during_a_phase(monkeypatch, tmp_path):
+    """The default schedule (every_minutes): Lightning's own time interval is skipped under
+    manual optimisation, so PhaseCheckpoint keeps the clock itself. A step after the interval
+    saves, the steps before it do not."""
+    import types
+
+    from ooo_lightning import checkpointing
+    from ooo_lightning.checkpointing import PhaseCheckpoint
+
+    clock = [1000.0]
+    monkeypatch.setattr(checkpointing.time, "monotonic", lambda: clock[0])
+    callback = PhaseCheckpoint(tmp_path, CheckpointSettings(every_minutes=2.0))
+    saves = []
+    monkeypatch.setattr(callback, "_should_skip_saving_checkpoint", lambda trainer: False)
+    monkeypatch.setattr(callback, "_monitor_candidates", lambda trainer: {})
+    monkeypatch.setattr(callback, "_save_last_checkpoint", lambda trainer, candidates: saves.append(clock[0]))
+    module = types.SimpleNamespace(steps_done=0, automatic_optimization=False)
+    for minute in (0.0, 1.0, 1.9, 2.1, 3.0, 4.2):
+        clock[0] = 1000.0 + 60 * minute
+        callback.on_train_batch_end(None, module, None, None, 0)
+    assert saves == [1000.0 + 60 * 2.1, 1000.0 + 60 * 4.2]
