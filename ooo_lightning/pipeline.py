@@ -75,6 +75,11 @@ class OOOPipeline(LightningModule):
             raise ConfigError("the pipeline needs an explorer, an exploiter, or both")
         if explorer is not None and exploiter is not None and explorer.env_id != exploiter.env_id:
             raise ConfigError(f"explorer and exploiter must share the task: {explorer.env_id!r} vs {exploiter.env_id!r}")
+        if explorer is not None and exploiter is not None and explorer.env_kwargs != exploiter.env_kwargs:
+            raise ConfigError(
+                f"explorer and exploiter must share the task's env_kwargs: {explorer.env_kwargs} vs {exploiter.env_kwargs} "
+                "(set the exploiter's to ${model.init_args.explorer.init_args.env_kwargs})"
+            )
         if exploiter_online_steps is not None:
             if exploiter is None:
                 raise ConfigError("exploiter_online_steps needs an exploiter")
@@ -187,7 +192,7 @@ class PhaseRunner:
             # The buffer before the results: a run whose results name the explorer has its buffer.
             self._save_buffer(data)
             self.write_results()
-            self._plot_visits(data, explorer.env_id)
+            self._plot_visits(data, explorer.env_id, explorer.env_kwargs)
         return result
 
     def _save_buffer(self, data: ReplayDataModule) -> None:
@@ -243,13 +248,13 @@ class PhaseRunner:
 
         plot_exploiter_against_online_steps(self.results, self.run_dir / "plots" / "exploiter_vs_online_steps.png")
 
-    def _plot_visits(self, data: ReplayDataModule, env_id: str) -> None:
-        from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID
+    def _plot_visits(self, data: ReplayDataModule, env_id: str, env_kwargs: dict) -> None:
+        from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID, point_mass_wall_layout
         from ooo_lightning.plots import plot_point_mass_visits
 
         path = self.run_dir / "plots" / "visited_states.png"
         if env_id == POINT_MASS_WALL_ID:
-            plot_point_mass_visits(data.replay, data.info, path)
+            plot_point_mass_visits(data.replay, data.info, path, point_mass_wall_layout(env_kwargs))
         elif env_id in (POINT_MAZE_MEDIUM_ID, POINT_MAZE_LARGE_ID):
             from ooo_lightning.envs.maze_data import plot_maze_visits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +16,9 @@ import torch  # noqa: E402
 from torchrl.data import ReplayBuffer  # noqa: E402
 
 from ooo_lightning.data.buffer import BufferInfo  # noqa: E402
+
+if TYPE_CHECKING:
+    from ooo_lightning.envs.point_mass_wall import WallLayout
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int) -> Path:
@@ -48,8 +52,9 @@ def _series(metrics: dict[str, np.ndarray], x_key: str, y_key: str) -> tuple[np.
 
 def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = None) -> Path | None:
     """Evaluation success/return against gradient updates for each phase (all phase folders
-    with a metrics.csv by default), and the explorer's online episodes against environment
-    steps. Written to ``<run_dir>/plots/learning_curves.png``."""
+    with a metrics.csv by default), the explorer's online episodes against environment
+    steps, and where its bonus acts (quantiles over offline and recent online states).
+    Written to ``<run_dir>/plots/learning_curves.png``."""
     run_dir = Path(run_dir)
     if phases is None:
         found = sorted(p.parent.name for p in run_dir.glob("*/metrics.csv"))
@@ -57,7 +62,7 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
     logs = {p: run_dir / p / "metrics.csv" for p in phases if (run_dir / p / "metrics.csv").is_file()}
     if not logs:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for phase, path in logs.items():
         m = read_metrics(path)
         for ax, key, label in ((axes[0], "eval/success_rate", "success rate"), (axes[1], "eval/return_mean", "return")):
@@ -74,11 +79,21 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
                 twin = axes[2].twinx()
                 twin.plot(x2, y2, color="tab:red", ls="--", label="episodes that reached the goal")
                 twin.set_ylabel("episodes that reached the goal (cumulative)", color="tab:red")
+        for where, color in (("offline", "tab:blue"), ("online", "tab:orange")):
+            for stat, style in (("p50", "-"), ("p90", "--"), ("max", ":")):
+                x, y = _series(m, "progress/updates", f"bonus/{where}_{stat}")
+                if len(x):
+                    axes[3].plot(x, np.maximum(y, 1e-8), color=color, ls=style, label=f"{where} {stat}")
     axes[0].set_title("evaluation success rate")
     axes[1].set_title("evaluation return")
     axes[2].set_title("online collection (explorer, stochastic policy)")
     axes[2].set_xlabel("online environment steps")
     axes[2].set_ylabel("success rate")
+    axes[3].set_title("bonus_scale x bonus (explorer)")
+    axes[3].set_xlabel("gradient updates")
+    axes[3].set_ylabel("per-step bonus added to the reward")
+    if axes[3].lines:
+        axes[3].set_yscale("log")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
@@ -86,41 +101,39 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
     return _save(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
 
 
-def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: int) -> None:
-    """Heat map of ``states`` over the arena with the wall, start and goal."""
-    from ooo_lightning.envs import point_mass_wall as pmw
-
-    extent = (*pmw.X_BOUNDS, *pmw.Y_BOUNDS)
-    hist, _, _ = np.histogram2d(states[:, 0], states[:, 1], bins=bins, range=[list(pmw.X_BOUNDS), list(pmw.Y_BOUNDS)])
+def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: int, layout: "WallLayout") -> None:
+    """Heat map of ``states`` over the arena with the walls, start and goal of ``layout``."""
+    extent = (*layout.x_bounds, *layout.y_bounds)
+    hist, _, _ = np.histogram2d(states[:, 0], states[:, 1], bins=bins, range=[list(layout.x_bounds), list(layout.y_bounds)])
     ax.imshow(np.log1p(hist.T), origin="lower", extent=extent, cmap="viridis", aspect="auto")
-    (x0, y0), (x1, y1) = pmw.WALL
-    ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall")
-    ax.add_patch(plt.Circle(pmw.GOAL, pmw.GOAL_RADIUS, color="red", fill=False, lw=2, label="goal"))
-    ax.plot(*pmw.START, marker="*", color="orange", ms=12, ls="", label="start")
+    for i, ((x0, y0), (x1, y1)) in enumerate(layout.walls):
+        ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall" if i == 0 else None)
+    ax.add_patch(plt.Circle(layout.goal, layout.goal_radius, color="red", fill=False, lw=2, label="goal"))
+    ax.plot(*layout.start, marker="*", color="orange", ms=12, ls="", label="start")
     ax.set_title(f"{title}: {len(states)} states")
     ax.set_xlabel("x")
-    ax.set_xlim(pmw.X_BOUNDS)
-    ax.set_ylim(pmw.Y_BOUNDS)
+    ax.set_xlim(layout.x_bounds)
+    ax.set_ylim(layout.y_bounds)
 
 
-def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, bins: int = 60) -> Path:
-    """Heat maps of the states visited offline and online on point-mass-wall, with the wall,
-    start and goal drawn."""
+def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, layout: "WallLayout", bins: int = 60) -> Path:
+    """Heat maps of the states visited offline and online on point-mass-wall, with the
+    layout's walls, start and goal drawn."""
     obs = buffer.storage[torch.arange(len(buffer))].get("observation").numpy()
     offline, online = obs[: info.num_offline], obs[info.num_offline :]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
-    _draw_point_mass_states(axes[0], offline, "offline dataset", bins)
-    _draw_point_mass_states(axes[1], online, "online (explorer)", bins)
+    _draw_point_mass_states(axes[0], offline, "offline dataset", bins, layout)
+    _draw_point_mass_states(axes[1], online, "online (explorer)", bins, layout)
     axes[0].set_ylabel("y")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("visited states, log(1 + count)")
     return _save(fig, out, dpi=110)
 
 
-def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, bins: int = 60) -> Path:
+def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, layout: "WallLayout", bins: int = 60) -> Path:
     """Where a point-mass-wall dataset's states lie (the dataset command's picture)."""
     fig, ax = plt.subplots(figsize=(6, 5))
-    _draw_point_mass_states(ax, observations, "offline dataset", bins)
+    _draw_point_mass_states(ax, observations, "offline dataset", bins, layout)
     ax.set_ylabel("y")
     ax.legend(loc="upper right", fontsize=8)
     return _save(fig, out, dpi=110)

@@ -25,13 +25,13 @@ class _Waypoints(nn.Module):
 
 
 def test_a_policy_around_the_wall_succeeds():
-    result = evaluate_policy(_Waypoints([(0.45, 0.0), (0.55, 0.0), GOAL]), "ooo/PointMassWall-v0", episodes=3)
+    result = evaluate_policy(_Waypoints([(0.45, 0.0), (0.55, 0.0), GOAL]), "ooo/PointMassWall-v1", episodes=3)
     assert result.success_rate == 1.0 and result.return_mean == pytest.approx(1.0)
     assert result.eval_steps < 3 * 150
 
 
 def test_a_policy_into_the_wall_fails_every_episode():
-    result = evaluate_policy(_Waypoints([GOAL]), "ooo/PointMassWall-v0", episodes=2, env_steps=7)
+    result = evaluate_policy(_Waypoints([GOAL]), "ooo/PointMassWall-v1", episodes=2, env_steps=7)
     assert result.success_rate == 0.0 and result.return_mean == 0.0 and result.return_std == 0.0
     assert result.eval_steps == 2 * 150 and result.env_steps == 7
 

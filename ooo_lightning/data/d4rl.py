@@ -31,7 +31,7 @@ REQUIRED_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "termina
 OPTIONAL_KEYS: tuple[str, ...] = ("next_observations",)
 
 _GENERATE_HINT = (
-    "For the point-mass-wall task, `python -m ooo_lightning.envs.scripted --out PATH` "
+    "For the point-mass-wall and PointMaze tasks, `ooo-lightning-data point-mass-wall --out PATH` (or `pointmaze`) "
     "generates it; for D4RL tasks download the dataset's .hdf5 file and pass its path."
 )
 

@@ -130,8 +130,8 @@ class ReplayDataModule(LightningDataModule):
         from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 
         source = resolve_source(self.dataset)
-        if source.kind != "minari" and not Path(source.location).exists() and self.generate_missing_dataset:
-            self._generate(Path(source.location), module.env_id)
+        if source.kind != "minari" and self.generate_missing_dataset:
+            self._generate_or_check(Path(source.location), module.env_id, module.env_kwargs)
         data, meta = load_offline_dataset(
             self.dataset, obs_dim=module.observation_dim, act_dim=module.action_dim, observation_key=self.observation_key
         )
@@ -151,9 +151,15 @@ class ReplayDataModule(LightningDataModule):
         found = resolve_reference(self.score_reference, name, meta)
         return list(found) if found is not None else None
 
-    def _generate(self, path: Path, env_id: str) -> None:
-        from ooo_lightning.data.generate import generate_for_env, generators
+    def _generate_or_check(self, path: Path, env_id: str, env_kwargs: dict) -> None:
+        from ooo_lightning.data.generate import check_generation_record, generate_for_env, generators
 
+        if path.exists():
+            try:
+                check_generation_record(path, env_id, env_kwargs)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            return
         if env_id not in generators():
             raise FileNotFoundError(
                 f"offline dataset {path} does not exist, and the project can only generate datasets for "
@@ -168,6 +174,7 @@ class ReplayDataModule(LightningDataModule):
             seed=self.generated_seed,
             noise=self.generated_noise,
             missing_goal_radius=self.generated_missing_goal_radius,
+            env_kwargs=env_kwargs,
         )
 
     def _check_dims(self, module: RLModule) -> None:

@@ -3,7 +3,7 @@
 Nothing can be downloaded here, so the datasets that the tasks need are generated:
 
     # point-mass-wall: a noisy controller that never gets past the wall
-    ooo-lightning-data point-mass-wall --out data/point_mass_wall.hdf5
+    ooo-lightning-data point-mass-wall --out data/point_mass_wall_v1.hdf5
     # PointMaze (gymnasium-robotics) from a waypoint controller visiting random cells, the
     # way D4RL's maze2d data was made; --missing-goal-radius removes the goal region
     ooo-lightning-data pointmaze --size medium --steps 100000 --missing-goal-radius 1.0 \\
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import shutil
 import sys
 import time
@@ -37,23 +38,25 @@ FORMATS = ("hdf5", "npz", "minari")
 class _Generator:
     """One task's dataset: how to make it and how to draw its coverage."""
 
-    def generate(self, *, episodes: int, steps: int, seed: int, noise: float, missing_goal_radius: float | None) -> dict[str, np.ndarray]:
+    def generate(self, *, episodes: int, steps: int, seed: int, noise: float, missing_goal_radius: float | None,
+                 env_kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
         raise NotImplementedError
 
 
 class _PointMassWall(_Generator):
-    def generate(self, *, episodes: int, seed: int, noise: float, **_: Any) -> dict[str, np.ndarray]:
+    def generate(self, *, episodes: int, seed: int, noise: float, env_kwargs: dict[str, Any], **_: Any) -> dict[str, np.ndarray]:
         from ooo_lightning.envs.scripted import generate_point_mass_wall_dataset
 
-        return generate_point_mass_wall_dataset(episodes, seed, noise)
+        return generate_point_mass_wall_dataset(episodes, seed, noise, env_kwargs)
 
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
+        from ooo_lightning.envs import point_mass_wall_layout
         from ooo_lightning.plots import plot_point_mass_coverage
 
-        return plot_point_mass_coverage(data["observations"], path)
+        return plot_point_mass_coverage(data["observations"], path, point_mass_wall_layout(env_kwargs))
 
 
 class _PointMaze(_Generator):
@@ -68,7 +71,7 @@ class _PointMaze(_Generator):
         )
         return data
 
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None) -> Path:
+    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
         from ooo_lightning.envs.maze_data import plot_coverage
 
         title = f"PointMaze {self.size}: {len(data['observations'])} transitions"
@@ -107,9 +110,11 @@ def generate_for_env(
     noise: float = 0.5,
     missing_goal_radius: float | None = None,
     overwrite: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Generates the dataset of ``env_id`` and writes it to ``out`` in ``fmt`` (by default
-    from the suffix: ``.npz`` is npz, anything else HDF5)."""
+    """Generates the dataset of ``env_id`` (made with ``env_kwargs``, e.g. a point-mass-wall
+    layout) and writes it to ``out`` in ``fmt`` (by default from the suffix: ``.npz`` is
+    npz, anything else HDF5)."""
     if env_id not in generators():
         raise ValueError(f"no dataset generator for {env_id!r}; known: {sorted(generators())}")
     fmt = fmt or ("npz" if str(out).endswith(".npz") else "hdf5")
@@ -123,15 +128,60 @@ def generate_for_env(
     if fmt == "minari":
         _check_minari_target(str(out), overwrite)
     generator = generators()[env_id]
-    data = generator.generate(episodes=episodes, steps=steps, seed=seed, noise=noise, missing_goal_radius=missing_goal_radius)
+    env_kwargs = dict(env_kwargs or {})
+    data = generator.generate(episodes=episodes, steps=steps, seed=seed, noise=noise,
+                              missing_goal_radius=missing_goal_radius, env_kwargs=env_kwargs)
     if fmt == "hdf5":
         write_d4rl_hdf5(out, data)
     elif fmt == "npz":
         write_npz(out, data)
     else:
         write_minari(str(out), data, env_id, overwrite=overwrite)
-    generator.plot(data, coverage_path(out, fmt), missing_goal_radius)
+    generator.plot(data, coverage_path(out, fmt), missing_goal_radius, env_kwargs)
+    if fmt != "minari":
+        write_generation_record(out, env_id, env_kwargs)
     return data
+
+
+def generation_record_path(out: str | Path) -> Path:
+    return Path(f"{out}.generated.json")
+
+
+def _environment_record(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What the data depends on, in a canonical form (a layout given with its defaults
+    spelled out equals the default layout)."""
+    from ooo_lightning.envs import POINT_MASS_WALL_ID, point_mass_wall_layout
+
+    if env_id == POINT_MASS_WALL_ID:
+        import gymnasium as gym
+
+        steps = env_kwargs.get("max_episode_steps", gym.spec(env_id).max_episode_steps)
+        return {"env": env_id, "env_kwargs": {**point_mass_wall_layout(env_kwargs).as_kwargs(), "max_episode_steps": steps}}
+    return {"env": env_id, "env_kwargs": json.loads(json.dumps(env_kwargs, sort_keys=True))}
+
+
+def write_generation_record(out: str | Path, env_id: str, env_kwargs: dict[str, Any]) -> Path:
+    """``<out>.generated.json``: the environment the data was generated for."""
+    path = generation_record_path(out)
+    path.write_text(json.dumps(_environment_record(env_id, env_kwargs), indent=2))
+    return path
+
+
+def check_generation_record(out: str | Path, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Raises ValueError when ``out`` was generated for another environment or layout than
+    the run's (a stale file would silently train on the wrong task)."""
+    path = generation_record_path(out)
+    if not path.is_file():
+        return
+    recorded, wanted = json.loads(path.read_text()), _environment_record(env_id, env_kwargs)
+    if recorded != wanted:
+        differ = sorted(k for k in {*recorded["env_kwargs"], *wanted["env_kwargs"]}
+                        if recorded["env_kwargs"].get(k) != wanted["env_kwargs"].get(k))
+        what = f"env {recorded['env']!r}" if recorded["env"] != wanted["env"] else f"other env_kwargs ({', '.join(differ)})"
+        raise ValueError(
+            f"offline dataset {out} was generated for {what} than this run's (see {path}); "
+            "set data.dataset to a new file name, or delete the file to regenerate it"
+        )
 
 
 def write_npz(path: str | Path, data: dict[str, np.ndarray]) -> Path:
@@ -230,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     pmw = sub.add_parser("point-mass-wall", help="the scripted point-mass-wall data (never reaches the goal)")
     common(pmw, 0.5)
     pmw.add_argument("--episodes", type=int, default=100, help="episodes of up to 150 steps")
+    pmw.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON",
+                     help='the layout, as in a config\'s env_kwargs, e.g. \'{"goal": [1.0, 0.3], "walls": [[[0.5, 0.1], [0.5, 1.2]]]}\'')
     maze = sub.add_parser("pointmaze", help="PointMaze data from a waypoint controller visiting random cells")
     common(maze, 0.3)
     maze.add_argument("--size", choices=("medium", "large"), default="medium")
@@ -239,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.task == "point-mass-wall":
-        env_id, kwargs = envs.POINT_MASS_WALL_ID, {"episodes": args.episodes}
+        env_id, kwargs = envs.POINT_MASS_WALL_ID, {"episodes": args.episodes, "env_kwargs": args.env_kwargs}
     else:
         env_id = envs.POINT_MAZE_MEDIUM_ID if args.size == "medium" else envs.POINT_MAZE_LARGE_ID
         kwargs = {"steps": args.steps, "missing_goal_radius": args.missing_goal_radius}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gymnasium
 
-from ooo_lightning.envs.point_mass_wall import MAX_EPISODE_STEPS, PointMassWallEnv
+from ooo_lightning.envs.point_mass_wall import MAX_EPISODE_STEPS, PointMassWallEnv, WallLayout
 
-POINT_MASS_WALL_ID = "ooo/PointMassWall-v0"
+POINT_MASS_WALL_ID = "ooo/PointMassWall-v1"
 HALF_CHEETAH_SPARSE_ID = "ooo/HalfCheetahSparse-v0"
 ANT_SPARSE_ID = "ooo/AntSparse-v0"
 POINT_MAZE_MEDIUM_ID = "ooo/PointMazeMedium-v0"
@@ -39,6 +39,13 @@ for _env_id, (_entry_point, _max_steps, _kwargs) in _REGISTRATIONS.items():
             id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps, kwargs=_kwargs
         )
 
+
+def point_mass_wall_layout(env_kwargs: dict | None = None) -> WallLayout:
+    """The layout that ``gymnasium.make(POINT_MASS_WALL_ID, **env_kwargs)`` builds."""
+    layout = {k: v for k, v in (env_kwargs or {}).items() if k != "max_episode_steps"}
+    return PointMassWallEnv(**layout).layout
+
+
 __all__ = [
     "ANT_SPARSE_ID",
     "HALF_CHEETAH_SPARSE_ID",
@@ -46,4 +53,6 @@ __all__ = [
     "POINT_MAZE_LARGE_ID",
     "POINT_MAZE_MEDIUM_ID",
     "PointMassWallEnv",
+    "WallLayout",
+    "point_mass_wall_layout",
 ]

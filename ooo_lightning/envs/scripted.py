@@ -5,25 +5,24 @@ the wall, so the controller piles up against the wall's left face: the offline d
 the left half of the arena and never shows the way around.  That is the OOO setting: an
 offline learner alone cannot solve the task, and online exploration has to find the gap.
 
-Usage::
+The geometry is the environment's own (``env_kwargs``), so another layout gets data that
+respects its walls: an episode is discarded as soon as a state sees the goal along a
+straight line no wall blocks (it has found the way round), or reaches it.
 
-    python -m ooo_lightning.envs.scripted --out data/point_mass_wall.hdf5 --episodes 100
+Written to a file by ``ooo-lightning-data point-mass-wall --out data/point_mass_wall_v1.hdf5``,
+or by the configs on first use (``data.generate_missing_dataset``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import gymnasium
 import numpy as np
 
-from ooo_lightning.data.d4rl import write_d4rl_hdf5
 from ooo_lightning.envs import POINT_MASS_WALL_ID
-from ooo_lightning.envs.point_mass_wall import GOAL, MAX_EPISODE_STEPS, WALL
+from ooo_lightning.envs.point_mass_wall import WallLayout
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +37,22 @@ class GenerationStats:
     episodes: int
     transitions: int
     discarded_goal: int  # episodes dropped because they reached the goal
-    discarded_past_wall: int  # episodes dropped because they slipped right of the wall
+    discarded_past_wall: int  # episodes dropped because they found a clear line to the goal
 
 
-def _rollout(env: gymnasium.Env, rng: np.random.Generator, noise: float) -> dict[str, np.ndarray] | str:
+def _rollout(env: gymnasium.Env, layout: WallLayout, max_steps: int, rng: np.random.Generator, noise: float) -> dict[str, np.ndarray] | str:
     """One full-length episode, or the reason ("goal"/"past_wall") it must be discarded."""
-    goal = np.asarray(GOAL, dtype=np.float64)
+    goal = np.asarray(layout.goal, dtype=np.float64)
     obs, _ = env.reset()
     obs_l, act_l, next_l = [], [], []
-    for _ in range(MAX_EPISODE_STEPS):
+    for _ in range(max_steps):
         direction = goal - obs.astype(np.float64)
         direction /= max(float(np.linalg.norm(direction)), 1e-8)
         action = np.clip(direction + noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         if reward != 0.0 or terminated:
             return "goal"
-        if next_obs[0] > WALL[0][0]:
+        if not layout.blocked(next_obs, goal):
             return "past_wall"
         obs_l.append(obs)
         act_l.append(action)
@@ -62,7 +61,7 @@ def _rollout(env: gymnasium.Env, rng: np.random.Generator, noise: float) -> dict
         if truncated:
             break
     if not truncated:  # pragma: no cover - guards against a changed registration
-        raise RuntimeError(f"{POINT_MASS_WALL_ID} did not truncate after {MAX_EPISODE_STEPS} steps")
+        raise RuntimeError(f"{POINT_MASS_WALL_ID} did not truncate after {max_steps} steps")
     return {
         "observations": np.stack(obs_l),
         "actions": np.stack(act_l),
@@ -71,13 +70,19 @@ def _rollout(env: gymnasium.Env, rng: np.random.Generator, noise: float) -> dict
 
 
 def _generate(
-    num_episodes: int, seed: int, noise: float
+    num_episodes: int, seed: int, noise: float, env_kwargs: dict | None = None
 ) -> tuple[dict[str, np.ndarray], GenerationStats]:
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
-    env = gymnasium.make(POINT_MASS_WALL_ID)
+    env = gymnasium.make(POINT_MASS_WALL_ID, **(env_kwargs or {}))
+    layout, max_steps = env.unwrapped.layout, env.spec.max_episode_steps
+    if not layout.blocked(layout.start, layout.goal):
+        raise ValueError(
+            f"point-mass-wall: no wall blocks the straight line from the start {layout.start} to the goal "
+            f"{layout.goal}, so a go-to-goal controller cannot make data that never shows the way"
+        )
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)  # seeds the env's np_random; later resets continue its stream
     episodes: list[dict[str, np.ndarray]] = []
@@ -91,7 +96,7 @@ def _generate(
                 f"Discarded {discarded} episodes while collecting {num_episodes}; "
                 f"noise={noise} is too large for a wall-bound dataset, lower it."
             )
-        ep = _rollout(env, rng, noise)
+        ep = _rollout(env, layout, max_steps, rng, noise)
         if isinstance(ep, str):
             discarded[ep] += 1
             continue
@@ -105,13 +110,13 @@ def _generate(
     data["rewards"] = np.zeros(n, dtype=np.float32)
     data["terminals"] = np.zeros(n, dtype=bool)
     timeouts = np.zeros(n, dtype=bool)
-    timeouts[MAX_EPISODE_STEPS - 1 :: MAX_EPISODE_STEPS] = True
+    timeouts[max_steps - 1 :: max_steps] = True
     data["timeouts"] = timeouts
     assert data["rewards"].sum() == 0 and timeouts.sum() == num_episodes
     stats = GenerationStats(num_episodes, n, discarded["goal"], discarded["past_wall"])
     if discarded["goal"] or discarded["past_wall"]:
         log.info(
-            "point-mass-wall dataset: discarded %d goal-reaching and %d past-the-wall episodes",
+            "point-mass-wall dataset: discarded %d goal-reaching and %d past-the-wall episodes (clear line to the goal)",
             discarded["goal"],
             discarded["past_wall"],
         )
@@ -119,62 +124,18 @@ def _generate(
 
 
 def generate_point_mass_wall_dataset(
-    num_episodes: int = 100, seed: int = 0, noise: float = 0.5
+    num_episodes: int = 100, seed: int = 0, noise: float = 0.5, env_kwargs: dict | None = None
 ) -> dict[str, np.ndarray]:
-    """Roll out a noisy go-to-goal controller in ``ooo/PointMassWall-v0``.
+    """Roll out a noisy go-to-goal controller in ``ooo/PointMassWall-v1`` (built with
+    ``env_kwargs``: the layout and ``max_episode_steps``).
 
     Each action is the unit vector toward the goal plus Gaussian noise of std ``noise``,
-    clipped to ``[-1, 1]``.  Episodes that reach the goal or slip past the wall are
-    discarded and re-rolled (counts are logged), so every kept episode lasts the full 150
-    steps, ends in a timeout, has zero reward and stays at ``x <= 0.5``.  Deterministic
+    clipped to ``[-1, 1]``.  Episodes that reach the goal or get a clear straight line to it
+    are discarded and re-rolled (counts are logged), so every kept episode lasts the full
+    step limit, ends in a timeout, has zero reward and stays behind the walls.  Deterministic
     given ``seed``.
 
     Returns the D4RL layout: ``observations``, ``actions``, ``next_observations`` (float32,
     (N, 2)), ``rewards`` (float32, (N,)), ``terminals``, ``timeouts`` (bool, (N,)).
     """
-    return _generate(num_episodes, seed, noise)[0]
-
-
-def ensure_point_mass_wall_dataset(
-    path: str | os.PathLike[str], num_episodes: int = 100, seed: int = 0, noise: float = 0.5
-) -> Path:
-    """Generate and write the dataset to ``path`` unless the file already exists."""
-    path = Path(path)
-    if path.exists():
-        return path
-    log.info(
-        "Offline dataset %s not found; generating %d scripted point-mass-wall episodes "
-        "(seed=%d, noise=%g)",
-        path,
-        num_episodes,
-        seed,
-        noise,
-    )
-    write_d4rl_hdf5(path, generate_point_mass_wall_dataset(num_episodes, seed, noise))
-    return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Generate the scripted point-mass-wall offline dataset (D4RL HDF5 layout)."
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output .hdf5 path (overwritten)")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise", type=float, default=0.5, help="std of the Gaussian action noise")
-    args = parser.parse_args(argv)
-
-    data, stats = _generate(args.episodes, args.seed, args.noise)
-    write_d4rl_hdf5(args.out, data)
-    right = float((data["observations"][:, 0] > WALL[0][0]).mean())
-    print(f"wrote {args.out}")
-    print(f"transitions: {stats.transitions} ({stats.episodes} episodes)")
-    print(
-        f"discarded episodes: {stats.discarded_goal} reached the goal, "
-        f"{stats.discarded_past_wall} passed the wall"
-    )
-    print(f"fraction of states right of the wall (x > {WALL[0][0]}): {right:.4f}")
-
-
-if __name__ == "__main__":
-    main()
+    return _generate(num_episodes, seed, noise, env_kwargs)[0]

@@ -77,22 +77,40 @@ class RNDBonus(ExplorationBonus):
     """Prediction error of a trained predictor against a frozen random target network.
 
     The bonus is recomputed for every sampled batch (it falls as the predictor learns), on the
-    next observation normalised by running statistics and clipped, and divided by the running
-    std of the bonus so that ``bonus_scale`` in the module means the same on every task.
+    next observation normalised by running statistics (updated after the bonus is computed)
+    and clipped. The per-sample error is then divided by a running std:
+
+    * ``normalisation: bonus_std`` (default, the paper's code): the std of the *normalised
+      bonus itself*, a cumulative Welford estimate updated with each batch's bonus. Its fixed
+      point is about sqrt(std of the raw error), so the bonus shrinks with the error instead of
+      being rescaled to order one: measured on point-mass-wall's data, a never-seen state's
+      bonus is then about 0.1 while a known state's falls below 0.005 (docs/rnd_bonus.md).
+      ``bonus_scale`` means what it means in the paper's commands (10 on maze tasks).
+    * ``normalisation: error_std``: the std of the raw error (Burda et al. use that of the
+      intrinsic returns); it keeps a never-seen state's bonus near 4 after the predictor
+      has learnt the data, 40 per step at scale 10 (docs/rnd_bonus.md).
 
     Args:
         observation_dim: size of the observation.
         hidden_dims: hidden layers of predictor and target.
         embedding_dim: output size of predictor and target.
         learning_rate: Adam learning rate of the predictor.
-        update_fraction: share of each batch the predictor trains on (keeps the bonus from
-            collapsing too fast on the states of one batch).
+        update_fraction: share of each batch the predictor trains on, a random subset of the
+            rows (keeps the bonus from collapsing too fast on the states of one batch).
         observation_clip: clip of the normalised observation.
         error_reduction: per-sample error over features, ``max`` (the paper's code) or ``mean``.
-        error_std_momentum: None (default) divides by the std of every error seen so far;
-            a value (e.g. 0.01) by an exponential moving std, which forgets the large errors
-            of the untrained predictor (with the cumulative std the bonus falls to about
-            0.001 after pre-training; README).
+        normalisation: ``bonus_std`` or ``error_std`` (above).
+        error_std_momentum: with ``error_std``: None divides by the std of every error seen so
+            far; a value (e.g. 0.01) by an exponential moving std, which forgets the large
+            errors of the untrained predictor.
+        clip: an upper bound on the normalised bonus (null: none). With ``bonus_scale * clip``
+            at most the task's per-step penalty (``|reward_bias|``), reward + bonus stays
+            <= 0, so ending the episode at the goal stays worth more than wandering on.
+        orthogonal_init_gain: orthogonal initialisation of both networks with this gain and
+            zero biases (the paper's code: sqrt 2); null (default) keeps PyTorch's. Measured on
+            point-mass-wall, the orthogonal networks let the predictor generalise to states it
+            never saw: after 16000 updates their bonus is 30x a known state's and near 0, against
+            19000x with PyTorch's initialisation (docs/rnd_bonus.md).
         observation_key: which batch entry is the state to score.
     """
 
@@ -106,20 +124,37 @@ class RNDBonus(ExplorationBonus):
         update_fraction: float = 0.25,
         observation_clip: float = 5.0,
         error_reduction: Literal["max", "mean"] = "max",
+        normalisation: Literal["bonus_std", "error_std"] = "bonus_std",
         error_std_momentum: float | None = None,
+        clip: float | None = None,
+        orthogonal_init_gain: float | None = None,
         observation_key: str | tuple[str, ...] = ("next", "observation"),
     ) -> None:
         super().__init__()
         if not 0.0 < update_fraction <= 1.0:
             raise ValueError(f"update_fraction must be in (0, 1], got {update_fraction}")
+        if normalisation not in ("bonus_std", "error_std"):
+            raise ValueError(f"normalisation must be 'bonus_std' or 'error_std', got {normalisation!r}")
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip must be > 0 or null, got {clip}")
+        if error_std_momentum is not None and normalisation != "error_std":
+            raise ValueError("error_std_momentum applies to normalisation: error_std only")
         self.predictor = mlp(observation_dim, embedding_dim, hidden_dims)
         self.target = mlp(observation_dim, embedding_dim, hidden_dims).requires_grad_(False)
+        if orthogonal_init_gain is not None:
+            for layer in (*self.predictor, *self.target):
+                if isinstance(layer, nn.Linear):
+                    nn.init.orthogonal_(layer.weight, gain=orthogonal_init_gain)
+                    nn.init.zeros_(layer.bias)
         self.observation_stats = RunningMeanStd((observation_dim,))
-        self.error_stats = RunningMeanStd((), momentum=error_std_momentum)
+        #: The divisor's statistics: of the normalised bonus (bonus_std) or of the raw error.
+        self.normaliser_stats = RunningMeanStd((), momentum=error_std_momentum)
         self.learning_rate = learning_rate
         self.update_fraction = update_fraction
         self.observation_clip = observation_clip
         self.error_reduction = error_reduction
+        self.normalisation = normalisation
+        self.clip = clip
         self.observation_key = tuple(observation_key) if isinstance(observation_key, list) else observation_key
 
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
@@ -141,22 +176,30 @@ class RNDBonus(ExplorationBonus):
 
     def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         obs = batch.get(self.observation_key)
-        if update:
-            self.observation_stats.update(obs)
         z = self._normalise(obs)
         with torch.no_grad():
             target = self.target(z)
             error = self._error(self.predictor(z), target)
-            if update:
-                self.error_stats.update(error)
             # Both float32 (_error, the buffers): a bf16 error would keep a bf16 bonus here,
             # since a 0-dim float32 std does not promote it.
-            bonus = error / self.error_stats.std
+            if self.normalisation == "error_std":
+                if update:
+                    self.normaliser_stats.update(error)
+                bonus = error / self.normaliser_stats.std
+            else:
+                bonus = error / self.normaliser_stats.std
+                if update:  # the paper's order: normalise, then update with the output
+                    self.normaliser_stats.update(bonus)
+            if self.clip is not None:
+                bonus = bonus.clamp(max=self.clip)
         if not update:
             return bonus, None
-        # The batch is already a uniform sample, so its first rows are a random subset.
+        self.observation_stats.update(obs)  # after the bonus, as in the paper's code
+        # A random subset: with up-sampled rewards or offline/online mixing the first rows
+        # of a batch are not a uniform sample.
         n = max(1, int(round(obs.shape[0] * self.update_fraction)))
-        loss = _mse(self.predictor(z[:n]), target[:n])
+        rows = torch.randperm(obs.shape[0], device=obs.device)[:n]
+        loss = _mse(self.predictor(z[rows]), target[rows])
         return bonus, loss
 
 

@@ -163,7 +163,8 @@ class RLModule(LightningModule):
         self.before_updates(step)
         losses: dict[str, torch.Tensor] = {}
         cache: dict[str, torch.Tensor] = {}
-        if batch is not None and batch.batch_size.numel() > 0:  # empty before the first online data
+        # Empty before the first online data; skipped during a random warm-up.
+        if batch is not None and batch.batch_size.numel() > 0 and self.learning_started():
             optimizers = self.optimizers()
             if not isinstance(optimizers, list):
                 optimizers = [optimizers]
@@ -188,6 +189,10 @@ class RLModule(LightningModule):
 
     def before_updates(self, batch_idx: int) -> None:
         """Hook for work before the updates of a step (the explorer collects here)."""
+
+    def learning_started(self) -> bool:
+        """Whether this step makes its updates (the explorer waits out its random warm-up)."""
+        return True
 
     def shape_reward(self, reward):
         """Task-reward shaping shared by both modules: r <- (r + bias) * scale."""

@@ -22,13 +22,22 @@ BonusFactory = Callable[[int], ExplorationBonus]
 
 
 class _SamplingActor(nn.Module):
-    """The policy's stochastic action, the form a TorchRL collector calls."""
+    """The policy's stochastic action, the form a TorchRL collector calls; uniform random
+    actions in [-1, 1] for the first ``random_steps`` environment steps (RLPD's warm-up)."""
 
-    def __init__(self, policy: nn.Module) -> None:
+    def __init__(self, policy: nn.Module, action_dim: int, random_steps: int = 0) -> None:
         super().__init__()
         self.policy = policy
+        self.action_dim = action_dim
+        self.random_steps = random_steps
+        self.steps_done = 0  # environment steps taken: set by the explorer, counted here
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        rows = observation.numel() // observation.shape[-1]
+        self.steps_done += rows
+        if self.steps_done <= self.random_steps:
+            shape = (*observation.shape[:-1], self.action_dim)
+            return torch.rand(shape, device=observation.device, dtype=observation.dtype) * 2 - 1
         # The collector runs inside a training step: under bf16-mixed autocast the action
         # would come out bf16, which the environment does not take.
         return self.policy.act(observation, deterministic=False).to(observation.dtype)
@@ -60,7 +69,7 @@ class ExplorerModule(RLModule):
     until ``online_steps`` environment steps have been collected.
 
     Args:
-        env: gymnasium id of the task (e.g. ``ooo/PointMassWall-v0``).
+        env: gymnasium id of the task (e.g. ``ooo/PointMassWall-v1``).
         loss: the loss, given by ``class_path`` (e.g. ``ooo_lightning.losses.IQLLoss``); it is
             built with the environment's observation and action sizes.
         bonus: exploration bonus by ``class_path`` (e.g. ``ooo_lightning.exploration.RNDBonus``),
@@ -70,6 +79,8 @@ class ExplorerModule(RLModule):
         offline_updates: gradient updates of phase 1.
         online_steps: environment steps of phase 2.
         utd_ratio: gradient updates per environment step in phase 2.
+        random_steps: the first environment steps of phase 2 take uniform random actions,
+            and no update is made until they are collected (RLPD starts with 5000).
         env_kwargs: keyword arguments of ``gymnasium.make``.
         batch_size: transitions per gradient update.
         updates_per_step: gradient updates per Lightning training step (amortises overhead).
@@ -93,11 +104,15 @@ class ExplorerModule(RLModule):
         offline_updates: int = 5000,
         online_steps: int = 20000,
         utd_ratio: int = 1,
+        random_steps: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(env, loss, **kwargs)
         if utd_ratio < 1 or self.updates_per_step % utd_ratio:
             raise ConfigError(f"updates_per_step ({self.updates_per_step}) must be a multiple of utd_ratio ({utd_ratio})")
+        if not 0 <= random_steps <= online_steps:
+            raise ConfigError(f"random_steps must be in [0, online_steps ({online_steps})], got {random_steps}")
+        self.random_steps = random_steps
         self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
         self.bonus_scale = bonus_scale
         self.offline_updates = offline_updates
@@ -174,7 +189,8 @@ class ExplorerModule(RLModule):
     def _start_collector(self) -> None:
         from torchrl.collectors import Collector
 
-        policy = TensorDictModule(_SamplingActor(self.loss.policy), in_keys=["observation"], out_keys=["action"])
+        actor = _SamplingActor(self.loss.policy, self.action_dim, self.random_steps)
+        policy = TensorDictModule(actor, in_keys=["observation"], out_keys=["action"])
         # Each rank its own environment seed; a resumed run a new one (its episodes start afresh).
         env_seed = self.seed + 1_000_003 * distributed.rank() + self.collected_steps
         self._collector = Collector(
@@ -187,6 +203,7 @@ class ExplorerModule(RLModule):
             env_device="cpu",
             auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
         )
+        actor.steps_done = self.collected_steps  # the collector ran the policy once to read its output spec
         self._collector_iter = iter(self._collector)
 
     def _track_episodes(self, frames: TensorDictBase) -> None:
@@ -212,6 +229,9 @@ class ExplorerModule(RLModule):
         self.trainer.datamodule.gather_ranks(self.device)
 
     # --- update -------------------------------------------------------------------------
+    def learning_started(self) -> bool:
+        return self.phase == "explorer offline" or self.collected_steps >= self.random_steps
+
     def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
         batch, extra = super().prepare_batch(batch)
         if self.bonus is not None:
@@ -226,11 +246,33 @@ class ExplorerModule(RLModule):
         out: dict[str, float] = {}
         if self.bonus is not None and hasattr(self, "_last_bonus"):
             out["train/bonus_mean"] = float(self._last_bonus.mean())
+            out.update(self.bonus_quantiles())
         if self._recent_returns:
             out["online/episode_return"] = sum(self._recent_returns) / len(self._recent_returns)
             out["online/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
             out["online/episodes"] = float(self.online_episodes)
             out["online/goal_episodes"] = float(self.online_goal_episodes)
+        return out
+
+    @torch.no_grad()
+    def bonus_quantiles(self, rows: int = 1000) -> dict[str, float]:
+        """Where the bonus acts: median, p90 and max of ``bonus_scale * bonus`` (what is added
+        to the reward) over the most recent ``rows`` online transitions and over ``rows``
+        evenly spaced offline ones. A batch mean hides this: batches are almost all states
+        the predictor already knows. Evenly spaced, not sampled, so that logging draws
+        nothing from the training RNG."""
+        data = self.trainer.datamodule
+        num_offline, end = data.info.num_offline, len(data.replay)
+        blocks = {"offline": torch.linspace(0, num_offline - 1, min(rows, num_offline)).long() if num_offline else None,
+                  "online": torch.arange(max(num_offline, end - rows), end) if end > num_offline else None}
+        out: dict[str, float] = {}
+        for name, idx in blocks.items():
+            if idx is None or idx.numel() == 0:
+                continue
+            bonus = self.bonus.compute(data.replay.storage[idx].to(self.device), update=False)[0].float() * self.bonus_scale
+            for label, q in (("p50", 0.5), ("p90", 0.9)):
+                out[f"bonus/{name}_{label}"] = float(bonus.quantile(q))
+            out[f"bonus/{name}_max"] = float(bonus.max())
         return out
 
     def rank_state(self) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def assert_error(path: Path, key: str | None, *fragments: str, **kwargs) -> Data
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    hint = "python -m ooo_lightning.envs.scripted --out"
+    hint = "ooo-lightning-data point-mass-wall --out"
     assert_error(tmp_path / "nope.hdf5", None, "not found", hint)
 
 

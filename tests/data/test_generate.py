@@ -60,3 +60,42 @@ def test_unknown_environment_or_format_is_refused(tmp_path):
         generate_for_env(POINT_MASS_WALL_ID, tmp_path / "x.csv", fmt="csv")
     with pytest.raises(ValueError, match="must end in .hdf5 or .h5"):
         generate_for_env(POINT_MASS_WALL_ID, tmp_path / "ooo/pmw-v0")
+
+
+def test_point_mass_wall_layout_reaches_the_data_and_its_picture(tmp_path):
+    """A layout from the command line (as a config's env_kwargs): the data and the coverage
+    picture follow it, and the file records it."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from ooo_lightning.envs import point_mass_wall_layout
+    from ooo_lightning.plots import _draw_point_mass_states
+
+    layout = {"goal": [1.0, 0.3], "walls": [[[0.5, 0.2], [0.5, 1.2]], [[0.2, 0.35], [0.2, 0.65]]]}
+    out = tmp_path / "pmw.hdf5"
+    main(["point-mass-wall", "--episodes", "3", "--out", str(out), "--env-kwargs", json.dumps(layout)])
+    data = load_d4rl_hdf5(out, obs_dim=2, act_dim=2)
+    walls = point_mass_wall_layout(layout)
+    assert not any(walls.blocked(o, n) for o, n in zip(data["observations"], data["next_observations"]))
+    assert json.loads(out.with_name("pmw.hdf5.generated.json").read_text())["env_kwargs"]["goal"] == [1.0, 0.3]
+    assert _is_png(coverage_path(out, "hdf5"))
+    # What the picture draws: both walls where they are, the goal disc at the moved goal.
+    fig, ax = plt.subplots()
+    _draw_point_mass_states(ax, data["observations"], "data", 20, walls)
+    drawn = [line.get_xydata().tolist() for line in ax.lines if line.get_label() != "start"]
+    assert drawn == [[[0.5, 0.2], [0.5, 1.2]], [[0.2, 0.35], [0.2, 0.65]]]
+    (goal,) = ax.patches
+    assert goal.center == (1.0, 0.3) and goal.radius == walls.goal_radius
+    plt.close(fig)
+
+
+def test_a_dataset_generated_for_another_layout_is_refused(tmp_path):
+    from ooo_lightning.data.generate import check_generation_record
+
+    out = tmp_path / "pmw.hdf5"
+    generate_for_env(POINT_MASS_WALL_ID, out, episodes=1)
+    check_generation_record(out, POINT_MASS_WALL_ID, {})
+    check_generation_record(out, POINT_MASS_WALL_ID, {"goal": [1.0, 0.15], "max_episode_steps": 150})  # the defaults
+    with pytest.raises(ValueError, match=r"generated for other env_kwargs \(goal_radius\)"):
+        check_generation_record(out, POINT_MASS_WALL_ID, {"goal_radius": 0.01})

@@ -134,3 +134,52 @@ def test_torchrl_check_env_specs() -> None:
     env = GymEnv(POINT_MASS_WALL_ID)
     check_env_specs(env, seed=0)
     env.close()
+
+
+def test_default_step_is_the_papers_per_axis() -> None:
+    env = PointMassWallEnv()
+    env.reset(seed=0)
+    env.set_position((0.0, 0.5))
+    obs, *_ = env.step(np.array([1.0, 1.0], dtype=np.float32))
+    np.testing.assert_allclose(obs, [0.05 / 2**0.5, 0.5 + 0.05 / 2**0.5], atol=1e-6)  # 0.0354 per axis
+
+
+def test_geometry_from_env_kwargs() -> None:
+    """Through gymnasium.make, as a config's env_kwargs: a second wall blocks, the goal moves,
+    and step, bounds, start and step limit follow."""
+    kwargs = {
+        "walls": [[[0.5, 0.1], [0.5, 1.2]], [[0.0, 0.8], [0.4, 0.8]]],
+        "start": [0.2, 0.6], "start_noise": 0.0, "goal": [0.9, 1.0], "goal_radius": 0.1,
+        "step_size": 0.1, "x_bounds": [0.0, 1.0], "y_bounds": [0.0, 1.2], "max_episode_steps": 7,
+    }
+    env = gymnasium.make(POINT_MASS_WALL_ID, **kwargs)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs, [0.2, 0.6])
+    up = np.array([0.0, 1.0], dtype=np.float32)
+    obs, *_ = env.step(up)
+    np.testing.assert_allclose(obs, [0.2, 0.7], atol=1e-6)  # step_size 0.1
+    obs, *_ = env.step(up)
+    np.testing.assert_allclose(obs, [0.2, 0.7], atol=1e-6)  # the second wall at y = 0.8 blocks
+    np.testing.assert_array_equal(env.observation_space.low, [0.0, 0.0])
+    env.unwrapped.set_position((0.85, 0.85))
+    _, reward, terminated, _, info = env.step(up)  # (0.85, 0.95) is within 0.1 of the moved goal
+    assert reward == 1.0 and terminated and info["success"]
+    env.reset(seed=0)
+    truncated = [env.step(np.zeros(2, dtype=np.float32))[3] for _ in range(7)]
+    assert truncated == [False] * 6 + [True]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"goal": [1.0]}, "goal must be two finite numbers"),
+        ({"walls": [[[0.5, 0.1]]]}, r"walls\[0\] must be"),
+        ({"step_size": 0.0}, "step_size must be a finite number > 0"),
+        ({"x_bounds": [1.0, 0.0]}, "x_bounds must be"),
+        ({"goal": [3.0, 0.0]}, "outside the bounds"),
+        ({"gaol": [1.0, 0.0]}, "its env_kwargs are"),
+    ],
+)
+def test_bad_geometry_is_named(kwargs, message) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        PointMassWallEnv(**kwargs)

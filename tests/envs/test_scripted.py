@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from ooo_lightning.data.d4rl import load_d4rl_hdf5
-from ooo_lightning.envs.point_mass_wall import MAX_EPISODE_STEPS, START, WALL
-from ooo_lightning.envs.scripted import (
-    ensure_point_mass_wall_dataset,
-    generate_point_mass_wall_dataset,
-    main,
-)
+from ooo_lightning.envs.point_mass_wall import MAX_EPISODE_STEPS, START, WALL, WallLayout
+from ooo_lightning.envs.scripted import generate_point_mass_wall_dataset
 
 EPISODES = 8
 
@@ -70,23 +62,20 @@ def test_large_noise_discards_instead_of_leaking() -> None:
     assert data["rewards"].sum() == 0 and data["observations"][:, 0].max() <= WALL[0][0]
 
 
-def test_ensure_writes_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "sub" / "pmw.hdf5"
-    with caplog.at_level(logging.INFO, logger="ooo_lightning.envs.scripted"):
-        assert ensure_point_mass_wall_dataset(path, num_episodes=2, seed=0) == path
-    assert "generating" in caplog.text
-    loaded = load_d4rl_hdf5(path, obs_dim=2, act_dim=2)
-    assert len(loaded["observations"]) == 2 * MAX_EPISODE_STEPS
-    mtime = path.stat().st_mtime_ns
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ooo_lightning.envs.scripted"):
-        ensure_point_mass_wall_dataset(path, num_episodes=5, seed=1)
-    assert path.stat().st_mtime_ns == mtime and "generating" not in caplog.text
+SECOND_WALL = {"walls": [[[0.5, 0.1], [0.5, 1.2]], [[0.2, 0.3], [0.2, 0.7]]], "max_episode_steps": 60}
 
 
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "cli.hdf5"
-    main(["--out", str(out), "--episodes", "2", "--seed", "0", "--noise", "0.5"])
-    text = capsys.readouterr().out
-    assert str(out) in text and "transitions: 300" in text and "x > 0.5): 0.0000" in text
-    assert out.is_file()
+def test_follows_the_layout_of_env_kwargs() -> None:
+    """A second wall in front of the start, and a shorter step limit: the data respects both."""
+    data = generate_point_mass_wall_dataset(num_episodes=5, seed=0, env_kwargs=SECOND_WALL)
+    assert len(data["observations"]) == 5 * 60
+    np.testing.assert_array_equal(np.flatnonzero(data["timeouts"]), np.arange(1, 6) * 60 - 1)
+    layout = WallLayout.from_values(walls=SECOND_WALL["walls"])
+    # No transition goes through the new wall, and the controller piles up against it (x < 0.2).
+    assert not any(layout.blocked(o, n) for o, n in zip(data["observations"], data["next_observations"]))
+    assert data["observations"][:, 0].max() < 0.2
+
+
+def test_a_layout_without_a_blocking_wall_is_refused() -> None:
+    with pytest.raises(ValueError, match="no wall blocks the straight line"):
+        generate_point_mass_wall_dataset(num_episodes=1, env_kwargs={"goal": [0.3, 0.5]})

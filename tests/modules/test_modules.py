@@ -4,12 +4,14 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.envs.point_mass_wall import STEP_SIZE
 from ooo_lightning.exploration import RNDBonus
 from ooo_lightning.losses import IQLLoss
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
 
-ENV = "ooo/PointMassWall-v0"
+ENV = "ooo/PointMassWall-v1"
 SMALL = partial(IQLLoss, hidden_dims=(32, 32))
 
 
@@ -43,8 +45,29 @@ def test_explorer_pretrains_then_collects_into_the_buffer(tiny_dataset):
     assert torch.allclose(online[1:]["observation"][same_episode], online[:-1].get(("next", "observation"))[same_episode])
     # and every transition is one step of the dynamics, the first one included
     step = (online.get(("next", "observation")) - online["observation"]).norm(dim=-1)
-    assert step.max() <= 0.025 * 2**0.5 + 1e-6
-    assert module.bonus.error_stats.count > 1  # the bonus was computed on the batches
+    assert step.max() <= STEP_SIZE * 2**0.5 + 1e-6
+    assert step.max() > 0.025 * 2**0.5  # the paper's step, not the old 0.025 per axis
+    assert module.bonus.normaliser_stats.count > 1  # the bonus was computed on the batches
+
+
+def test_random_warm_up_acts_uniformly_and_learns_only_after_it(tiny_dataset):
+    """RLPD's warm-up: the first random_steps online actions are uniform in [-1, 1], not the
+    policy's (here made to return zeros), and no update is made before they are collected."""
+    module = ExplorerModule(ENV, SMALL, offline_updates=8, online_steps=40, random_steps=24, updates_per_step=4,
+                            batch_size=32, eval_every=0)
+    module.loss.actor.act = lambda obs, deterministic=False: torch.zeros(*obs.shape[:-1], 2)
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    actions = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))]["action"]
+    assert actions.shape == (40, 2)
+    assert (actions[:24].abs() > 0).all() and (actions[:24].abs() <= 1).all()
+    assert actions[:24].std() > 0.3  # spread over the box, not near one action
+    assert (actions[24:] == 0).all()
+    # 2 offline steps + 10 online steps of 4 frames; the first 5 online steps make no update
+    # (the 6th collects the last random frames, then learns).
+    assert module.num_updates == 4 * (2 + 10 - 5)
+    with pytest.raises(ConfigError, match="random_steps must be in"):
+        ExplorerModule(ENV, SMALL, online_steps=10, random_steps=20)
 
 
 def test_bonus_scale_zero_removes_the_bonus_and_its_optimiser():
