@@ -58,6 +58,8 @@ def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, ti
         (["--model.init_args.explorer.init_args.utd_ratio=3"], "must be a multiple of utd_ratio"),
         (["--checkpoint.every_steps=0"], "every_steps must be >= 1"),
         (["--ckpt_path=last"], "holds no earlier run"),
+        (["--model.init_args.explorer.init_args.env_kwargs={goal: [1.0]}"], "goal must be two finite numbers [x, y]"),
+        (["--model.init_args.exploiter.init_args.env_kwargs={goal_radius: 0.01}"], "must share the task's env_kwargs"),
     ],
 )
 def test_impossible_configs_fail_at_start_up_before_any_data(tmp_path, capsys, args, expected):
@@ -68,3 +70,16 @@ def test_impossible_configs_fail_at_start_up_before_any_data(tmp_path, capsys, a
     assert "ooo-lightning: error:" in err and expected in err and "Traceback" not in err
     # Nothing was generated, collected or written.
     assert not (tmp_path / "data.hdf5").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_dataset_generated_for_another_layout_is_refused(tmp_path, capsys):
+    from ooo_lightning.data.generate import generate_for_env
+    from ooo_lightning.envs import POINT_MASS_WALL_ID
+
+    data = tmp_path / "pmw.hdf5"
+    generate_for_env(POINT_MASS_WALL_ID, data, episodes=1)  # the default layout
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(tmp_path, f"--data.dataset={data}", "--model.init_args.explorer.init_args.env_kwargs={goal_radius: 0.01}")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "was generated for other env_kwargs (goal_radius)" in err and "Traceback" not in err

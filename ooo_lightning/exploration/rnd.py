@@ -80,15 +80,14 @@ class RNDBonus(ExplorationBonus):
     next observation normalised by running statistics (updated after the bonus is computed)
     and clipped. The per-sample error is then divided by a running std:
 
-    * ``normalisation: bonus_std`` (default, the paper's code): the std of the *normalised
-      bonus itself*, a cumulative Welford estimate updated with each batch's bonus. Its fixed
-      point is about sqrt(std of the raw error), so the bonus shrinks with the error instead of
-      being rescaled to order one: measured on point-mass-wall's data, a never-seen state's
-      bonus is then about 0.1 while a known state's falls below 0.005 (docs/rnd_bonus.md).
-      ``bonus_scale`` means what it means in the paper's commands (10 on maze tasks).
-    * ``normalisation: error_std``: the std of the raw error (Burda et al. use that of the
-      intrinsic returns); it keeps a never-seen state's bonus near 4 after the predictor
-      has learnt the data, 40 per step at scale 10 (docs/rnd_bonus.md).
+    * ``normalisation: error_std`` (default): the cumulative std of the raw error. The large
+      errors of the untrained predictor keep it high, so once the data is learnt a known
+      state's bonus is below 0.001 and a never-seen one's 3-5 (docs/rnd_bonus.md); ``clip``
+      bounds the latter (the default job: 1, at ``bonus_scale: 1``).
+    * ``normalisation: bonus_std`` (the paper's code): the std of the *normalised bonus
+      itself*, a cumulative Welford estimate updated with each batch's bonus. Its fixed point
+      is about sqrt(std of the raw error), so the bonus shrinks with the error instead of
+      being rescaled to order one: a never-seen state's bonus is about 0.5-0.9 here.
 
     Args:
         observation_dim: size of the observation.
@@ -99,7 +98,7 @@ class RNDBonus(ExplorationBonus):
             rows (keeps the bonus from collapsing too fast on the states of one batch).
         observation_clip: clip of the normalised observation.
         error_reduction: per-sample error over features, ``max`` (the paper's code) or ``mean``.
-        normalisation: ``bonus_std`` or ``error_std`` (above).
+        normalisation: ``error_std`` or ``bonus_std`` (above).
         error_std_momentum: with ``error_std``: None divides by the std of every error seen so
             far; a value (e.g. 0.01) by an exponential moving std, which forgets the large
             errors of the untrained predictor.
@@ -124,7 +123,7 @@ class RNDBonus(ExplorationBonus):
         update_fraction: float = 0.25,
         observation_clip: float = 5.0,
         error_reduction: Literal["max", "mean"] = "max",
-        normalisation: Literal["bonus_std", "error_std"] = "bonus_std",
+        normalisation: Literal["bonus_std", "error_std"] = "error_std",
         error_std_momentum: float | None = None,
         clip: float | None = None,
         orthogonal_init_gain: float | None = None,

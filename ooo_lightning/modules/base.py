@@ -65,7 +65,10 @@ class RLModule(LightningModule):
             raise ConfigError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
         self.env_id = env
         self.env_kwargs = dict(env_kwargs or {})
-        probe = make_env(env, self.env_kwargs)
+        try:
+            probe = make_env(env, self.env_kwargs)
+        except (ValueError, TypeError, gym.error.Error) as err:  # a bad id or env_kwargs: one line
+            raise ConfigError(f"cannot make the environment {env!r} with env_kwargs {self.env_kwargs}: {err}") from None
         if not isinstance(probe.action_space, gym.spaces.Box) or len(probe.observation_space.shape or ()) != 1:
             raise ConfigError(f"{env}: needs a flat Box observation space and a Box action space")
         self.observation_dim = int(probe.observation_space.shape[0])

@@ -58,7 +58,7 @@ def test_paper_normalisation_divides_by_the_std_of_the_bonus_itself():
     statistics *before* this batch, divided by sqrt of the running variance of the earlier
     normalised bonuses (starting at var 1), which is then updated with this batch's bonus."""
     torch.manual_seed(0)
-    rnd = RNDBonus(3, hidden_dims=(16,), embedding_dim=8)
+    rnd = RNDBonus(3, hidden_dims=(16,), embedding_dim=8, normalisation="bonus_std")
     batches = [torch.randn(40, 3) * 2 + 1, torch.randn(30, 3) * 0.5 - 2, torch.randn(50, 3)]
     seen, bonuses = [], []
     for x in batches:
@@ -87,7 +87,7 @@ def test_error_std_normalisation_and_the_clip():
     """error_std, by hand: the raw error divided by the std of every raw error so far, this
     batch's included; ``clip`` bounds the result."""
     torch.manual_seed(0)
-    rnd = RNDBonus(2, hidden_dims=(16,), embedding_dim=8, normalisation="error_std", clip=1.5)
+    rnd = RNDBonus(2, hidden_dims=(16,), embedding_dim=8, clip=1.5)  # error_std: the default
     x = torch.randn(64, 2)
     with torch.no_grad():
         error = (rnd.predictor(x) - rnd.target(x)).pow(2).amax(-1).numpy()  # stats start at (0, 1)
@@ -95,7 +95,7 @@ def test_error_std_normalisation_and_the_clip():
     np.testing.assert_allclose(bonus.numpy(), np.minimum(error / np.sqrt(_welford([error])[1]), 1.5), rtol=1e-4)
     assert (bonus == 1.5).any() and (bonus < 1.5).any()
     with pytest.raises(ValueError, match="error_std_momentum applies to normalisation: error_std only"):
-        RNDBonus(2, error_std_momentum=0.1)
+        RNDBonus(2, normalisation="bonus_std", error_std_momentum=0.1)
     with pytest.raises(ValueError, match="normalisation must be"):
         RNDBonus(2, normalisation="minmax")
 
