@@ -181,14 +181,11 @@ class RNDBonus(ExplorationBonus):
             error = self._error(self.predictor(z), target)
             # Both float32 (_error, the buffers): a bf16 error would keep a bf16 bonus here,
             # since a 0-dim float32 std does not promote it.
-            if self.normalisation == "error_std":
-                if update:
-                    self.normaliser_stats.update(error)
-                bonus = error / self.normaliser_stats.std
-            else:
-                bonus = error / self.normaliser_stats.std
-                if update:  # the paper's order: normalise, then update with the output
-                    self.normaliser_stats.update(bonus)
+            if update and self.normalisation == "error_std":
+                self.normaliser_stats.update(error)
+            bonus = error / self.normaliser_stats.std
+            if update and self.normalisation == "bonus_std":  # the paper's order: normalise, then update with the output
+                self.normaliser_stats.update(bonus)
             if self.clip is not None:
                 bonus = bonus.clamp(max=self.clip)
         if not update:
