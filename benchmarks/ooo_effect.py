@@ -113,7 +113,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each single-threaded when > 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 when --jobs > 1)")
     p.add_argument("--exploiter-config", default=None,
-                   help="phase-3-only config: also retrain the exploiter on each OOO buffer without LayerNorm")
+                   help="phase-3-only config (the job's exploiter): ablation rows, the exploiter retrained "
+                        "without LayerNorm on each OOO buffer and, with the baseline, on each no-bonus buffer")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
     out = Path(args.out) / Path(args.config).stem
@@ -125,8 +126,12 @@ def main() -> None:
     run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
         no_ln = ["--model.init_args.loss.init_args.layer_norm=false"]
-        run_all([(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
-                  [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds], args.jobs, args.threads)
+        ablations = [(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
+                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds]
+        if not args.no_baseline:  # the decoupling without the bonus's data
+            ablations += [(args.exploiter_config, out / f"exploiter_no_bonus_data/seed_{s}", s,
+                           [f"--data.buffer={out / f'no_bonus/seed_{s}/buffer'}"]) for s in seeds]
+        run_all(ablations, args.jobs, args.threads)
     ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
     baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
     scored = all("normalized_score" in e for r in ooo + baseline for e in r.values())
@@ -149,13 +154,17 @@ def main() -> None:
     if baseline:
         lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline], scored))
     if args.exploiter_config:
-        lines.append(summarise("OOO exploiter without LayerNorm (same buffers)",
+        lines.append(summarise("ablation: OOO exploiter without LayerNorm (same buffers)",
                                [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds], scored))
+        if baseline:
+            lines.append(summarise("ablation: the same exploiter on the no-bonus agents' buffers",
+                                   [read(out / f"exploiter_no_bonus_data/seed_{s}")["exploiter"] for s in seeds], scored))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds; {gain(ooo)}"]
-    goals = [read_goal_episodes(out / f"ooo/seed_{s}") for s in seeds]
-    if all(g is not None for g in goals):
-        lines.append("explorer's online episodes that reached the goal, per seed: " + " / ".join(str(g) for g in goals))
+    for variant, who in (("ooo", "the OOO explorer"), ("no_bonus", "the no-bonus agent")):
+        goals = [read_goal_episodes(out / variant / f"seed_{s}") for s in seeds]
+        if all(g is not None for g in goals):
+            lines.append(f"online episodes that reached the goal, {who}, per seed: " + " / ".join(map(str, goals)))
     walls = {variant: [float((out / variant / f"seed_{s}" / WALL_FILE).read_text()) / 60 for s in seeds
                        if (out / variant / f"seed_{s}" / WALL_FILE).is_file()] for variant in ("ooo", "no_bonus")}
     if any(walls.values()):

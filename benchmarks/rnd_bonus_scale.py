@@ -1,6 +1,7 @@
 """Where does the RND bonus act, and how large is it there? The bonus's scale rule, measured.
 
     python benchmarks/rnd_bonus_scale.py [--updates 4000] [--config configs/point_mass_wall/ooo_iql.yaml]
+                                         [--width 512] [--seeds 2] [--variants "error_std, default"]
 
 Trains ``RNDBonus`` on point-mass-wall's offline data the way the explorer samples it (batches
 of 256, the predictor on a random 25% of each), for each normalisation and initialisation
@@ -65,19 +66,28 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=4000)
     p.add_argument("--config", default="configs/point_mass_wall/ooo_iql.yaml")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"a subset of {list(VARIANTS)}")
+    p.add_argument("--width", type=int, default=None,
+                   help="hidden and embedding width of both networks (default: the config's bonus)")
+    p.add_argument("--seeds", type=int, default=1, help="networks and batches drawn with seeds 0..N-1")
     args = p.parse_args()
     torch.set_num_threads(1)
     explorer = yaml.safe_load(open(args.config))["model"]["init_args"]["explorer"]["init_args"]
     scale = float(explorer["bonus_scale"])
+    bonus_args = explorer.get("bonus", {}).get("init_args", {})
+    sizes = {"hidden_dims": [args.width] if args.width else bonus_args.get("hidden_dims", [512]),
+             "embedding_dim": args.width or bonus_args.get("embedding_dim", 512)}
     data = generate_for_env(POINT_MASS_WALL_ID, "/tmp/ooo_rnd_probe.hdf5", episodes=100, seed=0)
     states = torch.as_tensor(data["next_observations"])
     checkpoints = sorted({c for c in (100, 1000, 4000, 16000, args.updates) if c <= args.updates})
-    print(f"point-mass-wall offline data ({len(states)} states); x{scale:g} = {args.config}'s bonus_scale")
-    print(f"{'normalisation':<20} {'updates':>7} {'known p50':>10} {'novel p50':>10} {'novel p90':>10} "
+    print(f"point-mass-wall offline data ({len(states)} states); networks {sizes}; "
+          f"x{scale:g} = {args.config}'s bonus_scale")
+    print(f"{'normalisation':<20} {'seed':>4} {'updates':>7} {'known p50':>10} {'novel p50':>10} {'novel p90':>10} "
           f"{'ratio p50':>9} {'x scale: novel p50':>18}")
     for name in args.variants:
-        for t, k, n50, n90 in measure(states, VARIANTS[name], args.updates, checkpoints):
-            print(f"{name:<20} {t:>7} {k:>10.5f} {n50:>10.4f} {n90:>10.4f} {n50 / max(k, 1e-12):>9.0f} {scale * n50:>18.3f}")
+        for seed in range(args.seeds):
+            for t, k, n50, n90 in measure(states, {**VARIANTS[name], **sizes}, args.updates, checkpoints, seed):
+                print(f"{name:<20} {seed:>4} {t:>7} {k:>10.5f} {n50:>10.4f} {n90:>10.4f} "
+                      f"{n50 / max(k, 1e-12):>9.0f} {scale * n50:>18.3f}", flush=True)
 
 
 if __name__ == "__main__":
