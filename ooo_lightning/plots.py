@@ -42,7 +42,8 @@ def read_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {k: np.asarray(v, dtype=float) for k, v in columns.items()}
 
 
-def _series(metrics: dict[str, np.ndarray], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+def metric_series(metrics: dict[str, np.ndarray], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the rows of ``read_metrics`` output where both are logged."""
     if x_key not in metrics or y_key not in metrics:
         return np.empty(0), np.empty(0)
     x, y = metrics[x_key], metrics[y_key]
@@ -66,22 +67,22 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
     for phase, path in logs.items():
         m = read_metrics(path)
         for ax, key, label in ((axes[0], "eval/success_rate", "success rate"), (axes[1], "eval/return_mean", "return")):
-            x, y = _series(m, "eval/updates", key)
+            x, y = metric_series(m, "eval/updates", key)
             if len(x):
                 ax.plot(x, y, marker="o", ms=3, label=phase)
             ax.set_xlabel("gradient updates")
             ax.set_ylabel(f"evaluation {label} (mean action)")
-        x, y = _series(m, "progress/env_steps", "online/success_rate")
+        x, y = metric_series(m, "progress/env_steps", "online/success_rate")
         if len(x):
             axes[2].plot(x, y, label=f"{phase}: success (last 20 episodes)")
-            x2, y2 = _series(m, "progress/env_steps", "online/goal_episodes")
+            x2, y2 = metric_series(m, "progress/env_steps", "online/goal_episodes")
             if len(x2):
                 twin = axes[2].twinx()
                 twin.plot(x2, y2, color="tab:red", ls="--", label="episodes that reached the goal")
                 twin.set_ylabel("episodes that reached the goal (cumulative)", color="tab:red")
         for where, color in (("offline", "tab:blue"), ("online", "tab:orange")):
             for stat, style in (("p50", "-"), ("p90", "--"), ("max", ":")):
-                x, y = _series(m, "progress/updates", f"bonus/{where}_{stat}")
+                x, y = metric_series(m, "progress/updates", f"bonus/{where}_{stat}")
                 if len(x):
                     axes[3].plot(x, np.maximum(y, 1e-8), color=color, ls=style, label=f"{where} {stat}")
     axes[0].set_title("evaluation success rate")
