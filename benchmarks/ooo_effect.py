@@ -115,6 +115,9 @@ def main() -> None:
     p.add_argument("--exploiter-config", default=None,
                    help="phase-3-only config (the job's exploiter): ablation rows, the exploiter retrained "
                         "without LayerNorm on each OOO buffer and, with the baseline, on each no-bonus buffer")
+    p.add_argument("--ablations", nargs="+", default=["no_layer_norm", "no_bonus_data"],
+                   choices=["no_layer_norm", "no_bonus_data"],
+                   help="which --exploiter-config ablations to run (default both)")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
     out = Path(args.out) / Path(args.config).stem
@@ -127,8 +130,9 @@ def main() -> None:
     if args.exploiter_config:
         no_ln = ["--model.init_args.loss.init_args.layer_norm=false"]
         ablations = [(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
-                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln]) for s in seeds]
-        if not args.no_baseline:  # the decoupling without the bonus's data
+                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln])
+                     for s in seeds if "no_layer_norm" in args.ablations]
+        if not args.no_baseline and "no_bonus_data" in args.ablations:  # the decoupling without the bonus's data
             ablations += [(args.exploiter_config, out / f"exploiter_no_bonus_data/seed_{s}", s,
                            [f"--data.buffer={out / f'no_bonus/seed_{s}/buffer'}"]) for s in seeds]
         run_all(ablations, args.jobs, args.threads)
@@ -139,6 +143,7 @@ def main() -> None:
         f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
+        + (f" --ablations {' '.join(args.ablations)}" if args.exploiter_config and args.ablations != p.get_default("ablations") else "")
         + (" --no-baseline" if args.no_baseline else "")
         + (f" --out {args.out}" if args.out != p.get_default("out") else "")
         + (" -- " + " ".join(args.overrides) if args.overrides else "")
@@ -153,9 +158,10 @@ def main() -> None:
     ]
     if baseline:
         lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline], scored))
-    if args.exploiter_config:
+    if args.exploiter_config and "no_layer_norm" in args.ablations:
         lines.append(summarise("ablation: OOO exploiter without LayerNorm (same buffers)",
                                [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds], scored))
+    if args.exploiter_config and "no_bonus_data" in args.ablations:
         if baseline:
             lines.append(summarise("ablation: the same exploiter on the no-bonus agents' buffers",
                                    [read(out / f"exploiter_no_bonus_data/seed_{s}")["exploiter"] for s in seeds], scored))

@@ -78,7 +78,8 @@ class ExplorerModule(RLModule):
             standard fine-tuning baseline).
         offline_updates: gradient updates of phase 1.
         online_steps: environment steps of phase 2.
-        utd_ratio: gradient updates per environment step in phase 2.
+        utd_ratio: gradient updates per environment step in phase 2; below 1 (e.g. 0.5) the
+            explorer collects more data than it updates on, which is cheaper per step.
         random_steps: the first environment steps of phase 2 take uniform random actions,
             and no update is made until they are collected (RLPD starts with 5000).
         env_kwargs: keyword arguments of ``gymnasium.make``.
@@ -103,13 +104,18 @@ class ExplorerModule(RLModule):
         bonus_scale: float = 10.0,
         offline_updates: int = 5000,
         online_steps: int = 20000,
-        utd_ratio: int = 1,
+        utd_ratio: float = 1,
         random_steps: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(env, loss, **kwargs)
-        if utd_ratio < 1 or self.updates_per_step % utd_ratio:
-            raise ConfigError(f"updates_per_step ({self.updates_per_step}) must be a multiple of utd_ratio ({utd_ratio})")
+        frames_per_step = self.updates_per_step / utd_ratio if utd_ratio > 0 else 0.0
+        if frames_per_step < 1 or abs(frames_per_step - round(frames_per_step)) > 1e-9:
+            raise ConfigError(
+                f"updates_per_step ({self.updates_per_step}) / utd_ratio ({utd_ratio}) must be a whole number of "
+                "environment steps per training step: updates_per_step must be a multiple of utd_ratio "
+                "(or utd_ratio 1/k, e.g. 0.5)"
+            )
         if not 0 <= random_steps <= online_steps:
             raise ConfigError(f"random_steps must be in [0, online_steps ({online_steps})], got {random_steps}")
         self.random_steps = random_steps
@@ -118,7 +124,7 @@ class ExplorerModule(RLModule):
         self.offline_updates = offline_updates
         self.online_steps = online_steps
         self.utd_ratio = utd_ratio
-        self.frames_per_step = self.updates_per_step // utd_ratio
+        self.frames_per_step = round(frames_per_step)
         self.offline_training_steps = math.ceil(offline_updates / self.updates_per_step)
         self.online_training_steps = math.ceil(online_steps / self.frames_per_step)
         self.phase = "explorer offline"

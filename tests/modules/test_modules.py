@@ -70,6 +70,17 @@ def test_random_warm_up_acts_uniformly_and_learns_only_after_it(tiny_dataset):
         ExplorerModule(ENV, SMALL, online_steps=10, random_steps=20)
 
 
+def test_utd_ratio_below_one_collects_more_steps_than_it_updates(tiny_dataset):
+    module = ExplorerModule(ENV, SMALL, offline_updates=8, online_steps=40, utd_ratio=0.5, updates_per_step=4,
+                            batch_size=32, eval_every=0)
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    assert module.frames_per_step == 8 and module.env_steps == 40 and data.info.num_online == 40
+    assert module.num_updates == 4 * (2 + 5)  # 2 offline steps, then 5 online steps of 8 frames
+    with pytest.raises(ConfigError, match="whole number of environment steps"):
+        ExplorerModule(ENV, SMALL, utd_ratio=0.3, updates_per_step=4)
+
+
 def test_bonus_scale_zero_removes_the_bonus_and_its_optimiser():
     module = ExplorerModule(ENV, SMALL, bonus=partial(RNDBonus), bonus_scale=0.0)
     assert module.bonus is None
