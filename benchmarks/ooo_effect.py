@@ -94,13 +94,15 @@ def gain(ooo: list[dict]) -> str:
 
 def read_goal_episodes(run_dir: Path) -> int | None:
     """The explorer's last logged count of online episodes that reached the goal."""
-    import csv
+    import math
+
+    from ooo_lightning.plots import read_metrics
 
     path = run_dir / "explorer" / "metrics.csv"
     if not path.is_file():
         return None
-    counts = [row["online/goal_episodes"] for row in csv.DictReader(open(path)) if row.get("online/goal_episodes")]
-    return int(float(counts[-1])) if counts else 0
+    counts = [c for c in read_metrics(path).get("online/goal_episodes", []) if not math.isnan(c)]
+    return int(counts[-1]) if counts else 0
 
 
 def main() -> None:
