@@ -23,6 +23,9 @@ from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss
 
 LossFactory = Callable[[int, int], ActorCriticLoss]
+#: ``actor_lr_schedule`` values: a constant actor learning rate, or IQL's offline recipe
+#: (Kostrikov et al.'s reference code), a cosine decay to 0 over the module's updates.
+ACTOR_LR_SCHEDULES = ("constant", "cosine")
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
@@ -56,11 +59,15 @@ class RLModule(LightningModule):
         eval_episodes: int = 10,
         log_every: int = 25,
         seed: int = 0,
+        actor_lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         if updates_per_step < 1 or batch_size < 1:
             raise ConfigError("updates_per_step and batch_size must be >= 1")
+        if actor_lr_schedule not in ACTOR_LR_SCHEDULES:
+            raise ConfigError(f"actor_lr_schedule must be one of {list(ACTOR_LR_SCHEDULES)}, got {actor_lr_schedule!r}")
+        self.actor_lr_schedule = actor_lr_schedule
         if not 0 <= positive_samples < batch_size:
             raise ConfigError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
         self.env_id = env
@@ -104,6 +111,11 @@ class RLModule(LightningModule):
         raise NotImplementedError
 
     @property
+    def total_updates(self) -> int:
+        """Gradient updates of the whole fit (every training step makes ``updates_per_step``)."""
+        return self.num_training_steps * self.updates_per_step
+
+    @property
     def online_capacity(self) -> int:
         """Transitions this module will add to the buffer."""
         return 0
@@ -122,11 +134,16 @@ class RLModule(LightningModule):
         """(name, parameters, learning rate) of every optimiser, one per loss term."""
         return [(t, self.loss.term_parameters(t), self.loss.term_learning_rate(t)) for t in self.loss.terms]
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self):
         # Fused Adam kernels exist for CPU and CUDA in torch 2.14; one optimiser per term.
         specs = self.optimizer_specs()
         self._optimizer_names = [name for name, _, _ in specs]
-        return [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
+        optimizers = [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
+        if self.actor_lr_schedule == "constant" or "actor" not in self._optimizer_names:
+            return optimizers
+        # Stepped once per gradient update in update(); Lightning keeps its state in checkpoints.
+        actor = optimizers[self._optimizer_names.index("actor")]
+        return optimizers, [torch.optim.lr_scheduler.CosineAnnealingLR(actor, T_max=max(1, self.total_updates))]
 
     def on_fit_start(self) -> None:
         # Not registered as a submodule: the DDP wrapper holds this module (a cycle).
@@ -247,6 +264,8 @@ class RLModule(LightningModule):
                 optimizers[term].step()
             self.loss.after_stage(stage)
             losses.update(stage_losses)
+        if self.actor_lr_schedule != "constant":
+            self.lr_schedulers().step()
         self.num_updates += 1
         return losses, cache
 
@@ -288,6 +307,8 @@ class RLModule(LightningModule):
         metrics["progress/updates"] = float(self.num_updates)
         metrics["progress/env_steps"] = float(self.env_steps)
         metrics["progress/updates_per_s"] = (self.num_updates - self._updates_at_start) / max(elapsed, 1e-9)
+        if self.actor_lr_schedule != "constant":
+            metrics["train/actor_lr"] = self.lr_schedulers().get_last_lr()[0]
         metrics.update(self.extra_metrics())
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self.batch_size)
 

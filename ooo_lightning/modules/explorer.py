@@ -93,6 +93,8 @@ class ExplorerModule(RLModule):
         eval_episodes: episodes per evaluation.
         log_every: training steps between log entries.
         seed: seed of the collector's environment and of the evaluations.
+        actor_lr_schedule: ``constant``, or ``cosine``: the actor's learning rate decays to 0
+            over the module's updates, as in IQL's offline training recipe.
     """
 
     def __init__(

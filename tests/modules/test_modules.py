@@ -99,6 +99,23 @@ def test_exploiter_trains_on_a_prefix_and_reports_its_env_steps(tiny_dataset):
     assert exploiter.env_steps == 10 and exploiter.num_updates == 8
 
 
+def test_cosine_actor_schedule_decays_only_the_actor_learning_rate_to_zero(tiny_dataset):
+    """IQL's offline recipe: the actor's rate follows a cosine from its value to 0 over the
+    module's updates, one scheduler step per gradient update; V and Q keep theirs."""
+    exploiter = ExploiterModule(ENV, SMALL, updates=12, updates_per_step=4, batch_size=16, eval_every=0,
+                                actor_lr_schedule="cosine")
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    trainer = _trainer()
+    trainer.fit(exploiter, datamodule=data)
+    rates = {name: opt.param_groups[0]["lr"] for name, opt in zip(exploiter._optimizer_names, exploiter.optimizers())}
+    assert rates["actor"] == pytest.approx(0.0, abs=1e-12)
+    assert rates["value"] == rates["qvalue"] == 3e-4
+    schedule = exploiter.lr_schedulers()
+    assert schedule.last_epoch == exploiter.num_updates == schedule.T_max == 12
+    with pytest.raises(ConfigError, match="actor_lr_schedule must be one of"):
+        ExploiterModule(ENV, SMALL, actor_lr_schedule="linear")
+
+
 def test_non_finite_loss_stops_with_phase_and_step(tiny_dataset):
     module = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=8, online_steps=0, updates_per_step=2,
                             batch_size=16, reward_scale=float("nan"), eval_every=0)
