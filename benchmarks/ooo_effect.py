@@ -23,6 +23,14 @@ from pathlib import Path
 
 EXPLORER = "--model.init_args.explorer.init_args"
 WALL_FILE = "wall_seconds.txt"  # each run's wall time, written when it ends
+LOSS = "--model.init_args.loss.init_args"
+#: Phase-3 ablations on the OOO buffers: what each way the exploiter differs from the
+#: fine-tuned agent (besides the decoupling itself) is worth. name -> (overrides, row label).
+ABLATIONS = {
+    "no_layer_norm": ([f"{LOSS}.layer_norm=false"], "without LayerNorm"),
+    "no_q_bounds": ([f"{LOSS}.q_bounds=null"], "without Q bounds"),
+    "no_positive_samples": (["--model.init_args.positive_samples=0"], "without up-sampled rewarding transitions"),
+}
 
 
 def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int | None) -> subprocess.Popen | None:
@@ -116,10 +124,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 when --jobs > 1)")
     p.add_argument("--exploiter-config", default=None,
                    help="phase-3-only config (the job's exploiter): ablation rows, the exploiter retrained "
-                        "without LayerNorm on each OOO buffer and, with the baseline, on each no-bonus buffer")
+                        "with one setting changed on each OOO buffer and, with the baseline, on each no-bonus buffer")
     p.add_argument("--ablations", nargs="+", default=["no_layer_norm", "no_bonus_data"],
-                   choices=["no_layer_norm", "no_bonus_data"],
-                   help="which --exploiter-config ablations to run (default both)")
+                   choices=[*ABLATIONS, "no_bonus_data"],
+                   help="which --exploiter-config ablations to run (default: no_layer_norm no_bonus_data)")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
     out = Path(args.out) / Path(args.config).stem
@@ -130,10 +138,9 @@ def main() -> None:
         jobs += [(args.config, out / f"no_bonus/seed_{s}", s, [*args.overrides, *no_bonus]) for s in seeds]
     run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
-        no_ln = ["--model.init_args.loss.init_args.layer_norm=false"]
-        ablations = [(args.exploiter_config, out / f"exploiter_no_layer_norm/seed_{s}", s,
-                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *no_ln])
-                     for s in seeds if "no_layer_norm" in args.ablations]
+        ablations = [(args.exploiter_config, out / f"exploiter_{name}/seed_{s}", s,
+                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *ABLATIONS[name][0]])
+                     for name in args.ablations if name in ABLATIONS for s in seeds]
         if not args.no_baseline and "no_bonus_data" in args.ablations:  # the decoupling without the bonus's data
             ablations += [(args.exploiter_config, out / f"exploiter_no_bonus_data/seed_{s}", s,
                            [f"--data.buffer={out / f'no_bonus/seed_{s}/buffer'}"]) for s in seeds]
@@ -160,9 +167,10 @@ def main() -> None:
     ]
     if baseline:
         lines.append(summarise("fine-tuned, no bonus (bonus_scale 0)", [r["explorer"] for r in baseline], scored))
-    if args.exploiter_config and "no_layer_norm" in args.ablations:
-        lines.append(summarise("ablation: OOO exploiter without LayerNorm (same buffers)",
-                               [read(out / f"exploiter_no_layer_norm/seed_{s}")["exploiter"] for s in seeds], scored))
+    for name in args.ablations if args.exploiter_config else []:
+        if name in ABLATIONS:
+            lines.append(summarise(f"ablation: OOO exploiter {ABLATIONS[name][1]} (same buffers)",
+                                   [read(out / f"exploiter_{name}/seed_{s}")["exploiter"] for s in seeds], scored))
     if args.exploiter_config and "no_bonus_data" in args.ablations:
         if baseline:
             lines.append(summarise("ablation: the same exploiter on the no-bonus agents' buffers",
