@@ -215,7 +215,7 @@ def test_a_mixed_precision_run_completes_with_finite_losses(tmp_path, tiny_datas
 def test_point_mass_wall_iql_exploiters_bound_q_by_the_data_reward_range(config):
     """The paper's retraining clips Q and its targets to the data's reward range over an endless
     episode, (r + bias) * scale / (1 - gamma) for r in {0, 1}: without it the default exploiter's
-    V reached +11 under the wall, where every return is <= 0 (docs/default_job.md)."""
+    V reached +15 behind the wall, where every return is <= 0 (docs/default_job.md)."""
     import yaml
 
     model = yaml.safe_load((REPO / "configs/point_mass_wall" / config).read_text())["model"]
