@@ -227,3 +227,20 @@ def test_point_mass_wall_iql_exploiters_bound_q_by_the_data_reward_range(config)
     bias, scale = float(exploiter.get("reward_bias", 0.0)), float(exploiter.get("reward_scale", 1.0))
     expected = sorted((r + bias) * scale / (1.0 - loss["gamma"]) for r in (0.0, 1.0))
     assert loss["q_bounds"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").glob("*/*.yaml")))
+def test_clipped_rnd_bonus_never_outweighs_the_step_penalty(config):
+    """Where an explorer clips its RND bonus, bonus_scale x clip is the shaped per-step penalty,
+    |reward_bias| x reward_scale: reward + bonus <= 0 everywhere, so ending an episode at the
+    goal is never worth less than wandering on (docs/rnd_bonus.md)."""
+    import yaml
+
+    model = yaml.safe_load((REPO / "configs" / config).read_text())["model"]
+    explorer = (model["init_args"].get("explorer") or {}).get("init_args") if model["class_path"].endswith("OOOPipeline") else None
+    bonus = (explorer or {}).get("bonus") or {}
+    clip = (bonus.get("init_args") or {}).get("clip")
+    if clip is None:
+        pytest.skip("no clipped bonus in this config")
+    penalty = abs(float(explorer.get("reward_bias", 0.0))) * float(explorer.get("reward_scale", 1.0))
+    assert float(explorer["bonus_scale"]) * float(clip) == pytest.approx(penalty)
