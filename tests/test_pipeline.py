@@ -179,6 +179,9 @@ def test_pointmaze_missing_goal_config_generates_its_data_and_runs(tmp_path):
 
 
 def test_sparse_halfcheetah_config_runs_online_from_scratch(tmp_path):
+    import csv
+    import math
+
     # float64 MuJoCo observations reach the float32 networks and buffer through DoubleToFloat
     cli = OOOLightningCLI(
         args=["fit", f"--config={REPO / 'configs/halfcheetah_sparse/ooo_sac.yaml'}",
@@ -191,6 +194,11 @@ def test_sparse_halfcheetah_config_runs_online_from_scratch(tmp_path):
     )
     results = json.loads((cli.run_dir / "results.json").read_text())
     assert results["explorer"]["env_steps"] == 40 and results["exploiter"]["eval_steps"] == 1000
+    # the config follows the torso's progress before any reward: the running episode's best so far
+    with open(cli.run_dir / "explorer" / "metrics.csv") as f:
+        progress = [float(r["online/x_progress_max"]) for r in csv.DictReader(f) if r.get("online/x_progress_max")]
+    assert progress and all(math.isfinite(v) for v in progress)
+    assert progress == sorted(progress) and progress[-1] != 0.0  # one episode: its max can only grow
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])  # 16-mixed: Lightning's GradScaler, on the CPU too

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
@@ -43,11 +44,24 @@ class _SamplingActor(nn.Module):
         return self.policy.act(observation, deterministic=False).to(observation.dtype)
 
 
-def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int):
+def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int, info_keys: Sequence[str] = ()):
     import ooo_lightning.envs  # noqa: F401  (registration in the collector's process too)
     from torchrl.envs import GymEnv
+    from torchrl.envs.libs.gym import default_info_dict_reader
+
+    class NumericInfoReader(default_info_dict_reader):
+        """TorchRL's reader needs arrays; gymnasium envs often put plain floats in info."""
+
+        def __call__(self, info_dict, tensordict):
+            missing = [k for k in self.keys if k not in info_dict]
+            if missing:
+                raise ConfigError(f"log_info_keys: {missing} not in {env_id}'s info (it has {sorted(info_dict)})")
+            values = {k: np.asarray(info_dict[k], dtype=np.float32) for k in self.keys}
+            return super().__call__(values, tensordict)
 
     env = GymEnv(env_id, **env_kwargs)
+    if info_keys:  # copied into each frame's ("next", key); the buffer keeps transition fields only
+        env.set_info_dict_reader(NumericInfoReader(list(info_keys)))
     # Seeded here, before the collector's first reset: seeding the collector afterwards resets
     # the env again and its first frame would start from a stale observation.
     env.set_seed(seed)
@@ -95,6 +109,10 @@ class ExplorerModule(RLModule):
         seed: seed of the collector's environment and of the evaluations.
         actor_lr_schedule: ``constant``, or ``cosine``: the actor's learning rate decays to 0
             over the module's updates, as in IQL's offline training recipe.
+        log_info_keys: numeric keys of the environment's step ``info`` to follow online: each
+            is logged as ``online/<key>_max``, the largest value in the latest 20 episodes and
+            the current one (sparse HalfCheetah: ``x_progress``, how far the torso got before any
+            reward is earned).
     """
 
     def __init__(
@@ -108,6 +126,7 @@ class ExplorerModule(RLModule):
         online_steps: int = 20000,
         utd_ratio: float = 1,
         random_steps: int = 0,
+        log_info_keys: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(env, loss, **kwargs)
@@ -137,6 +156,9 @@ class ExplorerModule(RLModule):
         self._episode_success = False
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
+        self.log_info_keys = list(log_info_keys)
+        self._episode_info_max = dict.fromkeys(self.log_info_keys, -math.inf)
+        self._recent_info_max: dict[str, deque[float]] = {k: deque(maxlen=20) for k in self.log_info_keys}
         self.online_episodes = 0
         self.online_goal_episodes = 0
         self.bonus_rows_seen = 0
@@ -202,7 +224,7 @@ class ExplorerModule(RLModule):
         # Each rank its own environment seed; a resumed run a new one (its episodes start afresh).
         env_seed = self.seed + 1_000_003 * distributed.rank() + self.collected_steps
         self._collector = Collector(
-            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, env_seed),
+            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, env_seed, self.log_info_keys),
             policy=policy,
             frames_per_batch=self.frames_per_step,
             total_frames=-1,
@@ -217,11 +239,17 @@ class ExplorerModule(RLModule):
     def _track_episodes(self, frames: TensorDictBase) -> None:
         rewards = frames.get(("next", "reward")).reshape(-1).tolist()
         dones = frames.get(("next", "done")).reshape(-1).tolist()
+        infos = {k: frames.get(("next", k)).reshape(-1).tolist() for k in self.log_info_keys}
         self.collected_steps += len(rewards)
-        for reward, done in zip(rewards, dones):
+        for i, (reward, done) in enumerate(zip(rewards, dones)):
             self._episode_return += reward
             self._episode_success = self._episode_success or reward > 0
+            for key, values in infos.items():
+                self._episode_info_max[key] = max(self._episode_info_max[key], float(values[i]))
             if done:
+                for key in self.log_info_keys:
+                    self._recent_info_max[key].append(self._episode_info_max[key])
+                    self._episode_info_max[key] = -math.inf
                 self._recent_returns.append(self._episode_return)
                 self._recent_successes.append(self._episode_success)
                 self.online_episodes += 1
@@ -260,6 +288,10 @@ class ExplorerModule(RLModule):
             out["online/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
             out["online/episodes"] = float(self.online_episodes)
             out["online/goal_episodes"] = float(self.online_goal_episodes)
+        for key in self.log_info_keys:
+            seen = [*self._recent_info_max[key], self._episode_info_max[key]]
+            if max(seen) > -math.inf:
+                out[f"online/{key}_max"] = max(seen)
         return out
 
     @torch.no_grad()
@@ -291,6 +323,7 @@ class ExplorerModule(RLModule):
             "online_goal_episodes": self.online_goal_episodes,
             "recent_returns": list(self._recent_returns),
             "recent_successes": list(self._recent_successes),
+            "recent_info_max": {k: list(v) for k, v in self._recent_info_max.items()},
             "bonus_rows_seen": self.bonus_rows_seen,
         }
 
@@ -301,6 +334,9 @@ class ExplorerModule(RLModule):
         self.online_goal_episodes = state["online_goal_episodes"]
         self._recent_returns.extend(state["recent_returns"])
         self._recent_successes.extend(state["recent_successes"])
+        for key, values in state.get("recent_info_max", {}).items():  # absent in older checkpoints
+            if key in self._recent_info_max:
+                self._recent_info_max[key].extend(values)
         self.bonus_rows_seen = state["bonus_rows_seen"]
         # The episode running at the checkpoint is cut (the data module marks it truncated).
         self._episode_return, self._episode_success = 0.0, False

@@ -70,6 +70,23 @@ def test_random_warm_up_acts_uniformly_and_learns_only_after_it(tiny_dataset):
         ExplorerModule(ENV, SMALL, online_steps=10, random_steps=20)
 
 
+def test_log_info_keys_follow_an_info_value_per_episode_and_reject_unknown_keys(tiny_dataset):
+    """online/<key>_max: the largest value of info[key] in the latest episodes and the running
+    one (point-mass-wall's info has only "success"; 160 steps end one 150-step episode)."""
+    module = ExplorerModule(ENV, SMALL, offline_updates=8, online_steps=160, updates_per_step=4, batch_size=32,
+                            eval_every=0, log_info_keys=["success"])
+    data = ReplayDataModule(dataset=str(tiny_dataset))
+    _trainer().fit(module, datamodule=data)
+    assert module.online_episodes == 1 and len(module._recent_info_max["success"]) == 1
+    rewards = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))].get(("next", "reward"))
+    assert module.extra_metrics()["online/success_max"] == float(rewards.max() > 0)
+    assert "success" not in data.replay.storage[0].keys(True)  # the buffer keeps transition fields only
+    module = ExplorerModule(ENV, SMALL, offline_updates=0, online_steps=8, updates_per_step=4, batch_size=32,
+                            eval_every=0, log_info_keys=["x_progress"])
+    with pytest.raises(ConfigError, match="x_progress.*not in ooo/PointMassWall-v1's info"):
+        _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
+
+
 def test_utd_ratio_below_one_collects_more_steps_than_it_updates(tiny_dataset):
     module = ExplorerModule(ENV, SMALL, offline_updates=8, online_steps=40, utd_ratio=0.5, updates_per_step=4,
                             batch_size=32, eval_every=0)
