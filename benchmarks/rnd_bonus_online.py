@@ -19,21 +19,17 @@ import argparse
 import time
 
 import torch
-from tensordict import TensorDict
 
 from ooo_lightning.data.buffer import load_buffer
 from ooo_lightning.envs.point_mass_wall import X_BOUNDS, Y_BOUNDS
 from ooo_lightning.exploration import RNDBonus
+from rnd_bonus_scale import as_batch  # benchmarks/, on sys.path when run as a script
 
 VARIANTS = {
     "error_std": {"normalisation": "error_std"},
     "error_std, ema 0.01": {"normalisation": "error_std", "error_std_momentum": 0.01},
     "bonus_std": {"normalisation": "bonus_std"},
 }
-
-
-def as_batch(x: torch.Tensor) -> TensorDict:
-    return TensorDict({"next": TensorDict({"observation": x}, [x.shape[0]])}, [x.shape[0]])
 
 
 def arena_grid(cell: float = 0.05) -> torch.Tensor:
