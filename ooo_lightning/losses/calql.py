@@ -58,6 +58,8 @@ class CalQLLoss(ActorCriticLoss):
         sparse_failure_reward: task reward (before the module's bias and scale) of the steps
             of a failed episode in a sparse task, e.g. 0; such episodes get
             r_fail / (1 - gamma) as return at every step. None: plain discounted returns.
+        q_bounds: optional (min_q, max_q) clip of the TD targets, e.g. the data's return range
+            (the paper's retraining); the intrinsic reward is added after the clip.
         log_std_bounds: clip of the policy's log standard deviation.
         layer_norm: LayerNorm after each hidden layer of the critics.
         keys: overrides of the batch keys (see ``LossKeys``; the returns are ``mc_return``).
@@ -89,6 +91,7 @@ class CalQLLoss(ActorCriticLoss):
         cql_clip_diff: tuple[float, float] | None = None,
         calibrate: bool = True,
         sparse_failure_reward: float | None = None,
+        q_bounds: tuple[float, float] | None = None,
         log_std_bounds: tuple[float, float] = (-20.0, 2.0),
         layer_norm: bool = False,
         keys: dict[str, Any] | None = None,
@@ -119,6 +122,7 @@ class CalQLLoss(ActorCriticLoss):
         self.cql_clip_diff = tuple(cql_clip_diff) if cql_clip_diff is not None else None
         self.calibrate = calibrate
         self.sparse_failure_reward = sparse_failure_reward
+        self.q_bounds = tuple(q_bounds) if q_bounds is not None else None
         terms = ["actor", "qvalue"] + (["alpha"] if auto_alpha else []) + (["cql_alpha"] if lagrange else [])
         self.stages = (tuple(terms),)
         self.learning_rates = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr, "cql_alpha": cql_alpha_lr}
@@ -218,6 +222,7 @@ class CalQLLoss(ActorCriticLoss):
                 self.gamma,
                 alpha=alpha,
                 next_log_prob=next_log_prob if self.backup_entropy else None,
+                bounds=self.q_bounds,
                 intrinsic=None if intrinsic is None else intrinsic.reshape(b),
             )
 

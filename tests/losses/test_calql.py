@@ -67,7 +67,7 @@ def _tanh_sample(s, eps):
     return math.tanh(u), log_prob
 
 
-def _hand(batch, calibrate=True, cql_alpha=5.0, alpha=1.0, target_entropy=-1.0):
+def _hand(batch, calibrate=True, cql_alpha=5.0, alpha=1.0, target_entropy=-1.0, q_bounds=None, intrinsic=None):
     obs = batch["observation"].reshape(-1).tolist()
     act = batch["action"].reshape(-1).tolist()
     nxt = batch["next", "observation"].reshape(-1).tolist()
@@ -81,6 +81,10 @@ def _hand(batch, calibrate=True, cql_alpha=5.0, alpha=1.0, target_entropy=-1.0):
         for i in range(b):
             a_next, _ = _tanh_sample(nxt[i], NOISE["next"][i, 0].item())
             y = rew[i] + GAMMA * (1 - term[i]) * min(q1(nxt[i], a_next), q2(nxt[i], a_next))
+            if q_bounds is not None:
+                y = min(max(y, q_bounds[0]), q_bounds[1])
+            if intrinsic is not None:
+                y += intrinsic[i]
             mse += (q(obs[i], act[i]) - y) ** 2 / b
             terms = []
             for j in range(N_SAMPLED):
@@ -115,6 +119,17 @@ def test_calibrated_terms_match_hand_computation():
     out = _linear_calql()(batch)
     assert out["loss_qvalue"].item() == pytest.approx(_hand(batch)[0], rel=1e-5)
     assert out["loss_qvalue"].item() > _hand(batch, calibrate=False)[0] + 1e-3
+
+
+def test_q_bounds_clip_the_td_target_before_the_intrinsic_reward():
+    # Unclipped targets are about 3.5 and 0; the bounds (-0.5, 1) cut the first one only.
+    batch = _batch()
+    batch["next", "intrinsic_reward"] = torch.tensor([[0.25], [0.5]])
+    out = _linear_calql(calibrate=False, q_bounds=(-0.5, 1.0))(batch)
+    expected = _hand(batch, calibrate=False, q_bounds=(-0.5, 1.0), intrinsic=(0.25, 0.5))[0]
+    assert out["loss_qvalue"].item() == pytest.approx(expected, rel=1e-5)
+    unbounded = _hand(batch, calibrate=False, intrinsic=(0.25, 0.5))[0]
+    assert abs(expected - unbounded) > 1.0
 
 
 def test_calibration_changes_nothing_where_q_is_above_the_return():
