@@ -177,12 +177,13 @@ def main() -> None:
                                    [read(out / f"exploiter_no_bonus_data/seed_{s}")["exploiter"] for s in seeds], scored))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds; {gain(ooo)}"]
-    for variant, who in (("ooo", "the OOO explorer"), ("no_bonus", "the no-bonus agent")):
+    variants = {"ooo": "the OOO explorer", **({"no_bonus": "the no-bonus agent"} if baseline else {})}
+    for variant, who in variants.items():  # without --no-baseline's runs, not another run's folders
         goals = [read_goal_episodes(out / variant / f"seed_{s}") for s in seeds]
         if all(g is not None for g in goals):
             lines.append(f"online episodes that reached the goal, {who}, per seed: " + " / ".join(map(str, goals)))
     walls = {variant: [float((out / variant / f"seed_{s}" / WALL_FILE).read_text()) / 60 for s in seeds
-                       if (out / variant / f"seed_{s}" / WALL_FILE).is_file()] for variant in ("ooo", "no_bonus")}
+                       if (out / variant / f"seed_{s}" / WALL_FILE).is_file()] for variant in variants}
     if any(walls.values()):
         lines.append("wall time per run (min): " + ", ".join(
             f"{v} " + " / ".join(f"{w:.1f}" for w in ws) for v, ws in walls.items() if ws))
