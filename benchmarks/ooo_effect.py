@@ -178,7 +178,7 @@ def main() -> None:
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds; {gain(ooo)}"]
     variants = {"ooo": "the OOO explorer", **({"no_bonus": "the no-bonus agent"} if baseline else {})}
-    for variant, who in variants.items():  # without --no-baseline's runs, not another run's folders
+    for variant, who in variants.items():  # this run's variants: with --no-baseline a no_bonus folder is another run's
         goals = [read_goal_episodes(out / variant / f"seed_{s}") for s in seeds]
         if all(g is not None for g in goals):
             lines.append(f"online episodes that reached the goal, {who}, per seed: " + " / ".join(map(str, goals)))
