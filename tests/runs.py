@@ -29,18 +29,23 @@ def tiny_job(root: Path, dataset: Path, *extra: str, online_steps: int = 400) ->
     ]
 
 
-def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+def _env() -> dict[str, str]:
+    # One thread: the byte-equality tests hold only then. tests/ on the path: the callbacks in
+    # resume_probe.py are named on the command line.
+    path = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def run(args: list[str], timeout: float = 300, returncode: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO)
+    assert done.returncode == returncode, done.stderr[-3000:]
     return done
 
 
 def start(args: list[str]) -> subprocess.Popen:
     """The job in the background, in a process group of its own (DDP's other ranks included),
     so that ``os.killpg`` stops all of it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO,
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO,
                             start_new_session=True)
 
 

@@ -11,6 +11,7 @@ import torch
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, capture_rng, resolve_resume, restore_rng
 from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.buffer import load_buffer
+from resume_probe import callback_arg
 from runs import run, start, tiny_job, wait_for_checkpoint
 
 OFFLINE_STEPS = 10  # 80 offline updates / 8 per training step
@@ -64,6 +65,61 @@ def test_a_run_killed_online_resumes_and_loses_no_transition(tmp_path, tiny_data
     if not bool(saved_rows["next/done"][0][-1]):
         assert bool(online["next", "truncated"][-1]) and not bool(online["next", "terminated"][-1])
     assert set(results) == {"explorer", "exploiter"}
+
+
+def _same(a, b) -> bool:
+    """Equality of nested checkpoint contents: dicts, lists, tuples, tensors (exact) and numbers."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+def _final_state(run_dir, phase):
+    ckpt = torch.load(run_dir / phase / "checkpoints" / "last.ckpt", weights_only=True)
+    return ckpt["state_dict"], ckpt["optimizer_states"]
+
+
+@pytest.mark.parametrize("phase, kill_at, explicit", [("explorer", 7, False), ("exploiter", 12, True)],
+                         ids=["explorer-last", "exploiter-explicit-ckpt"])
+def test_a_killed_phase_resumes_its_exact_state_and_trains_as_if_never_stopped(tmp_path, tiny_dataset, uninterrupted,
+                                                                               phase, kill_at, explicit):
+    """Killed (SIGKILL, at a step between two checkpoints) during the explorer's offline
+    training or the exploiter's, with no environment running: the resumed phase starts from
+    exactly the weights, optimiser moments, RNG states, bonus statistics and counters of its
+    checkpoint, and from there trains as the uninterrupted run did, to the same final agents,
+    buffer and results. Resumed from ``last`` or from a checkpoint file named explicitly."""
+    root = tmp_path / "run"
+    job = tiny_job(root, tiny_dataset, "--checkpoint.every_steps=5", online_steps=ONLINE_STEPS)
+    run([*job, callback_arg(kill_phase=phase, kill_at_step=kill_at)], returncode=-signal.SIGKILL)
+    checkpoints = root / phase / "checkpoints"
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert saved["ooo_steps_done"] == 5 * (kill_at // 5)  # the last checkpoint before the kill
+    resume = "last"
+    if explicit:
+        resume = str(checkpoints / "before_kill.ckpt")
+        (checkpoints / "last.ckpt").rename(resume)
+    run([*job, f"--ckpt_path={resume}", callback_arg(record_dir=str(tmp_path / "restored"))])
+
+    restored = torch.load(tmp_path / "restored" / f"{phase}_start.pt", weights_only=False)
+    assert _same(restored["state_dict"], saved["state_dict"])
+    if phase == "explorer":  # the bonus's running statistics are module state too
+        assert {"bonus.observation_stats.var", "bonus.normaliser_stats.var"} <= saved["state_dict"].keys()
+    assert _same(restored["optimizer_states"], saved["optimizer_states"])
+    assert len(saved["optimizer_states"]) == (4 if phase == "explorer" else 3)  # actor, critic, value (+ bonus)
+    assert _same(restored["rng"], saved["ooo_rank_states"][0]["rng"])
+    assert (restored["num_updates"], restored["steps_done"]) == (saved["ooo_num_updates"], saved["ooo_steps_done"])
+
+    # The next updates are those of the run that was never stopped: same agents at the end.
+    for name in ("explorer", "exploiter"):
+        assert _same(_final_state(root, name), _final_state(uninterrupted, name)), name
+    assert (root / "results.json").read_text() == (uninterrupted / "results.json").read_text()
+    rows, _ = _rows(root / "buffer")
+    whole_rows, _ = _rows(uninterrupted / "buffer")
+    assert (rows == whole_rows).all()
 
 
 def test_resume_skips_finished_phases_and_continues_the_next(tmp_path, tiny_dataset):

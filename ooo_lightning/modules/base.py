@@ -102,6 +102,7 @@ class RLModule(LightningModule):
         #: resumed run's remaining steps count from it, not from Lightning's batch index.
         self.steps_done = 0
         self._resumed = False
+        self._rng_to_restore: dict[str, Any] | None = None
         self._check_every_update = True
         self._ddp_model = None
 
@@ -162,6 +163,12 @@ class RLModule(LightningModule):
             keep_freed_memory()
 
     def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            # Here, not when the checkpoint is loaded: creating the data loader's iterator in
+            # between draws a seed from the global RNG, which an uninterrupted run drew once, at
+            # the phase's start, and not again at this step.
+            restore_rng(self._rng_to_restore)
+            self._rng_to_restore = None
         # Here, not in on_fit_start: a resumed run has its counters back by now.
         self._t_start = time.perf_counter()
         self._updates_at_start = self.num_updates
@@ -342,7 +349,7 @@ class RLModule(LightningModule):
         return {"rng": capture_rng()}
 
     def load_rank_state(self, state: dict[str, Any]) -> None:
-        restore_rng(state["rng"])
+        self._rng_to_restore = state["rng"]  # restored in on_train_start
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every rank (Lightning writes rank 0's dict): gather each rank's own state.
