@@ -11,16 +11,19 @@ EXPLORER = "--model.init_args.explorer.init_args"
 EXPLOITER = "--model.init_args.exploiter.init_args"
 
 
-def tiny_job(root: Path, dataset: Path, *extra: str, online_steps: int = 400) -> list[str]:
-    """``ooo-lightning fit`` of the default config, shrunk to seconds: 10 offline training
-    steps, ``online_steps / 8`` online ones, 20 exploiter steps, 32-unit networks."""
+def tiny_job(root: Path, dataset: Path, *extra: str, online_steps: int = 400, config: str = "ooo_iql.yaml") -> list[str]:
+    """``ooo-lightning fit`` of a point-mass-wall config (the default job unless ``config``
+    names another), shrunk to seconds: 10 offline training steps, ``online_steps / 8`` online
+    ones, 20 exploiter steps, 32-unit networks."""
+    config_text = (REPO / "configs/point_mass_wall" / config).read_text()
+    rnd = ["--model.init_args.explorer.init_args.bonus.init_args.hidden_dims=[32]",
+           "--model.init_args.explorer.init_args.bonus.init_args.embedding_dim=32"] if "RNDBonus" in config_text else []
     return [
         sys.executable, "-m", "ooo_lightning.cli", "fit",
-        f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}",
+        f"--config={REPO / 'configs/point_mass_wall' / config}",
         f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false",
         f"--data.dataset={dataset}",
-        f"{EXPLORER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLORER}.bonus.init_args.hidden_dims=[32]",
-        f"{EXPLORER}.bonus.init_args.embedding_dim=32", f"{EXPLORER}.batch_size=64",
+        f"{EXPLORER}.loss.init_args.hidden_dims=[32,32]", *rnd, f"{EXPLORER}.batch_size=64",
         f"{EXPLORER}.offline_updates=80", f"{EXPLORER}.online_steps={online_steps}", f"{EXPLORER}.eval_every=0",
         f"{EXPLOITER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLOITER}.batch_size=64",
         f"{EXPLOITER}.updates=160", f"{EXPLOITER}.eval_every=0",
