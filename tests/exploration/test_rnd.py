@@ -131,6 +131,23 @@ def test_predictor_trains_on_a_random_subset_of_rows():
     assert used.count((0, 1)) < 10  # not the first two rows every time
 
 
+def test_predictor_loss_is_the_mean_squared_error_on_its_rows_by_hand():
+    """The training subset pinned: round(0.3 x 10) = 3 rows, the first 3 of a permutation
+    drawn from the global RNG, and the loss is the mean over those rows and every feature of
+    (predictor - target)^2 on the observation normalised with the statistics before the batch."""
+    rnd = RNDBonus(2, hidden_dims=(16,), embedding_dim=4, update_fraction=0.3)
+    x = torch.randn(10, 2) * 3 + 1
+    z = (x / 1.0).clamp(-5, 5)  # statistics still (0, 1): normalising changes nothing but the clip
+    with torch.no_grad():
+        sq_err = (rnd.predictor(z) - rnd.target(z)).pow(2)
+    torch.manual_seed(7)
+    rows = torch.randperm(10)[:3]
+    torch.manual_seed(7)
+    _, loss = rnd.compute(_obs_batch(x))
+    torch.testing.assert_close(loss, sq_err[rows].mean(), rtol=1e-6, atol=0)
+    assert not torch.isclose(loss, sq_err.mean())  # not the whole batch
+
+
 def test_moving_std_forgets_early_large_errors_where_the_cumulative_one_does_not():
     torch.manual_seed(0)
     cumulative, moving = RunningMeanStd(()), RunningMeanStd((), momentum=0.05)
