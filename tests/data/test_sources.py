@@ -214,12 +214,15 @@ def test_d4rl_named_data_gets_a_normalized_score_in_results(tmp_path, pmw_data):
     assert results["normalized_score"] == pytest.approx(100 * results["return_mean"])
 
 
-def test_hdf5_loader_still_accepts_d4rl_files(tmp_path, pmw_data):
-    path = write_d4rl_hdf5(tmp_path / "x.hdf5", pmw_data)
-    direct = load_d4rl_hdf5(path)
-    via_source, _ = load_offline_dataset(str(path))
-    for key in direct:
-        np.testing.assert_array_equal(direct[key], via_source[key])
+def test_the_dataset_option_reads_a_d4rl_file_to_the_arrays_written(tmp_path, pmw_data):
+    """``data.dataset: x.hdf5`` goes through the format dispatch to D4RL's reader: every array
+    written comes back, with its values, and the file's stem names the dataset."""
+    path = write_d4rl_hdf5(tmp_path / "walls.hdf5", pmw_data)
+    loaded, meta = load_offline_dataset(str(path), obs_dim=2, act_dim=2)
+    assert meta == {"name": "walls", "kind": "hdf5"}
+    assert set(loaded) == set(pmw_data)
+    for key, written in pmw_data.items():
+        np.testing.assert_array_equal(loaded[key], written)
 
 
 def test_a_d4rl_file_with_infos_and_without_next_observations_loads(tmp_path, pmw_data):
@@ -247,11 +250,14 @@ def test_minari_reference_scores_reach_the_normalized_score(minari_root, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         minari.create_dataset_from_buffers("test/withref-v0", buffers, env=POINT_MASS_WALL_ID,
-                                           ref_min_score=-150.0, ref_max_score=0.0)
+                                           ref_min_score=-200.0, ref_max_score=100.0)
     cli = OOOLightningCLI(
         args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
               "--data.dataset=minari:test/withref-v0", f"--trainer.default_root_dir={tmp_path / 'run'}", *TINY_EXPLOITER]
     )
     results = json.loads((cli.run_dir / "results.json").read_text())["exploiter"]
-    assert results["score_reference"] == [-150.0, 0.0]
-    assert results["normalized_score"] == pytest.approx(100 * (results["return_mean"] + 150) / 150)
+    # References off the task's own range (-150..0), so that neither bound is the return and
+    # swapping them would show: 100 x (return - min) / (max - min).
+    assert results["score_reference"] == [-200.0, 100.0]
+    assert results["normalized_score"] == pytest.approx(100 * (results["return_mean"] + 200) / 300)
+    assert 0 < results["normalized_score"] < 100

@@ -60,9 +60,8 @@ def test_start_and_goal_are_far_apart(size: str, path_length: int) -> None:
     distances = bfs_distances(layout, layout.start_cell)
     assert len(distances) == len(free_cells(layout))  # the maze is connected
     assert distances[layout.goal_cell] == path_length
-    # The shortest path is much longer than the straight (Manhattan) distance: it winds.
-    manhattan = sum(abs(a - b) for a, b in zip(layout.start_cell, layout.goal_cell))
-    assert path_length >= manhattan
+    # The goal is among the cells farthest from the start: reaching it crosses the maze.
+    assert path_length >= 0.9 * max(distances.values())
 
 
 def test_observation_is_flat_float32_and_goal_is_pinned(medium_env: gymnasium.Env) -> None:
