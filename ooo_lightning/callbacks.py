@@ -6,6 +6,7 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 
 
 class PhaseProgressBar(TQDMProgressBar):
@@ -14,9 +15,23 @@ class PhaseProgressBar(TQDMProgressBar):
 
     SHOWN = ("online/success_rate", "online/goal_episodes", "eval/success_rate", "progress/updates_per_s")
 
+    @property
+    def train_description(self) -> str:
+        return getattr(self, "_phase", None) or "train"
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._phase = getattr(pl_module, "phase", "train")  # the bar's first draw names it
+        super().on_train_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        self._phase = None
+        # Lightning's own steps, but the bar keeps the phase's name (Lightning's draws it as
+        # "Epoch 0").
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self._phase = getattr(pl_module, "phase", "train")
+        self.train_progress_bar.set_description(self._phase, refresh=False)
+        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
+        self.train_progress_bar.initial = 0
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         phase = getattr(pl_module, "phase", "train")

@@ -103,7 +103,7 @@ class OOOLightningCLI(LightningCLI):
         """A fresh run directory, the same one in every process of a multi-process run."""
         if RUN_DIR_ENV in os.environ:  # a process started by Lightning's DDP launcher
             return Path(os.environ[RUN_DIR_ENV])
-        if not distributed.is_rank_zero() or "WORLD_SIZE" in os.environ:
+        if not distributed.is_rank_zero() or distributed.launched_externally():
             # Started by torchrun / SLURM: the processes cannot agree on a "-v1" suffix.
             return Path(self.trainer.default_root_dir)
         run_dir = unique_run_dir(self.trainer.default_root_dir)

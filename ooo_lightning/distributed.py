@@ -41,6 +41,12 @@ def launched_rank() -> int:
     return node * per_node + local
 
 
+def launched_externally() -> bool:
+    """Whether a launcher outside this process started its ranks: torchrun (WORLD_SIZE) or
+    SLURM with several tasks (srun sets SLURM_NTASKS, not WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
 def is_rank_zero() -> bool:
     """Whether this process writes the run's files: rank 0 of the process group once it
     exists, else of the launcher's environment (before Lightning sets the group up)."""

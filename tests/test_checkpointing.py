@@ -183,6 +183,16 @@ def test_resume_arguments_are_checked(tmp_path):
         CheckpointSettings(every_steps=0)
 
 
+def test_the_time_schedule_writes_checkpoints_during_a_real_phase(tmp_path, tiny_dataset):
+    """``checkpoint.every_minutes`` (the default schedule) in a real run: a run killed at the
+    explorer's 7th step, before its phase ends, has a checkpoint of an earlier step."""
+    root = tmp_path / "run"
+    job = tiny_job(root, tiny_dataset, "--checkpoint.every_minutes=0.0001")  # 6 ms: about every step
+    run([*job, callback_arg(kill_phase="explorer", kill_at_step=7)], returncode=-signal.SIGKILL)
+    saved = torch.load(root / "explorer" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 1 <= saved["ooo_steps_done"] <= 7
+
+
 def test_time_based_checkpoints_are_written_during_a_phase(monkeypatch, tmp_path):
     """The default schedule (every_minutes): Lightning's own time interval is skipped under
     manual optimisation, so PhaseCheckpoint keeps the clock itself. A step after the interval

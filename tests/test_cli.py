@@ -1,4 +1,9 @@
-"""User errors reach the command line as one clear message and a non-zero exit."""
+"""The command line: what a run prints (the phase's progress bar, the results table), the
+seed that ``--seed_everything`` gives every part of a run, ``--print_config``, and user
+errors as one clear message and a non-zero exit."""
+
+import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -6,7 +11,8 @@ import torch
 import pytest
 
 from conftest import REPO
-from ooo_lightning.cli import main
+from ooo_lightning.cli import RUN_DIR_ENV, OOOLightningCLI, main
+from runs import run, tiny_job
 
 CONFIG = str(REPO / "configs/point_mass_wall/ooo_iql.yaml")
 
@@ -84,3 +90,67 @@ def test_a_dataset_generated_for_another_layout_is_refused(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "was generated for other env_kwargs (goal_radius)" in err and "Traceback" not in err
+
+
+def test_a_run_shows_each_phase_in_its_progress_bar_and_prints_the_results_table(tmp_path, tiny_dataset):
+    done = run(tiny_job(tmp_path / "run", tiny_dataset, "--trainer.enable_progress_bar=true", online_steps=160))
+    bars = done.stdout.replace("\r", "\n")  # Lightning's bars write to stdout
+    # The description is the module's phase, not "Epoch 0"; the explorer's bar changes it
+    # from offline to online on the way.
+    assert "explorer offline: " in bars and "explorer online: 100%" in bars and "exploiter: 100%" in bars
+    assert "Epoch 0" not in bars and "Training" not in bars and "updates_per_s=" in bars
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    table = done.stdout[done.stdout.index("policy"):].splitlines()
+    assert table[0].split() == ["policy", "success", "return", "episodes", "env_steps"]
+    rows = {line.split()[0]: line.split()[1:] for line in table[2:] if line.strip()}
+    assert list(rows) == ["explorer", "exploiter"]
+    for name, cells in rows.items():
+        r = results[name]
+        assert cells == [f"{r['success_rate']:.2f}", f"{r['return_mean']:.2f}", "+-", f"{r['return_std']:.2f}",
+                         "3", "160"], name
+
+
+def test_seed_everything_reaches_the_run_directory_and_every_module_seed(tmp_path, monkeypatch):
+    """Every multi-seed command relies on it: the config's ``${seed_everything}`` is resolved
+    after the command line, in the run directory and in both agents' seeds."""
+    monkeypatch.chdir(tmp_path)
+    cli = OOOLightningCLI(args=[f"--config={CONFIG}", "--seed_everything=3"], run=False)
+    assert Path(cli.trainer.default_root_dir) == Path("runs/point_mass_wall/ooo_iql/seed_3")
+    assert cli.model.explorer.seed == 3 and cli.model.exploiter.seed == 3
+    assert torch.initial_seed() == 3  # Lightning seeded the process with it
+
+
+def test_print_config_shows_the_resolved_config_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", f"--config={CONFIG}", "--seed_everything=3", "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "seed_everything: 3" in out and "default_root_dir: runs/point_mass_wall/ooo_iql/seed_3" in out
+    assert out.count("seed: 3") == 2  # explorer and exploiter
+    assert "${" not in out  # every interpolation resolved
+    assert not any(tmp_path.iterdir())  # no data generated, no run directory
+
+
+@pytest.mark.parametrize("launcher, env, expected", [
+    ("one process", {}, "run-v1"),  # beside the earlier run, never over it
+    ("Lightning's DDP launcher, a child", {RUN_DIR_ENV: "{tmp}/run-v1"}, "run-v1"),  # the parent's choice
+    ("torchrun, rank 0", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, "run"),
+    ("torchrun, rank 1", {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}, "run"),
+    ("srun, task 0", {"SLURM_NTASKS": "2", "SLURM_PROCID": "0"}, "run"),
+    ("srun, task 1", {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}, "run"),
+])
+def test_every_process_of_a_launch_picks_the_same_run_directory(tmp_path, monkeypatch, launcher, env, expected):
+    """Processes started separately (torchrun, srun) cannot agree on a "-v1" suffix: all of
+    them use trainer.default_root_dir itself, though an earlier run is there."""
+    import types
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("an earlier run")
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", RUN_DIR_ENV):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)  # restored (removed) after the test, as it may get exported
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    cli = types.SimpleNamespace(trainer=types.SimpleNamespace(default_root_dir=str(tmp_path / "run")))
+    assert OOOLightningCLI._new_run_dir(cli) == tmp_path / expected, launcher

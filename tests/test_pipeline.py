@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import REPO
 from ooo_lightning.cli import OOOLightningCLI
@@ -137,6 +138,23 @@ def test_exploiter_curve_trains_one_fresh_agent_per_online_step_count(pipeline_r
     assert [r["env_steps"] for r in results.values()] == [0, 20, 48]
     for phase in results:
         assert (cli.run_dir / phase / "metrics.csv").is_file()
+    assert (cli.run_dir / "plots" / "exploiter_vs_online_steps.png").is_file()
+
+
+def test_a_whole_pipeline_with_exploiter_online_steps_retrains_on_each_prefix(tmp_path, tiny_dataset):
+    """Phases 1-3 in one command with the curve: the explorer collects 48 steps, then one fresh
+    exploiter per T on the offline data plus the first T of them."""
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/ooo_iql.yaml'}", f"--data.dataset={tiny_dataset}",
+              f"--trainer.default_root_dir={tmp_path / 'run'}", *TINY_PIPELINE,
+              "--model.init_args.exploiter_online_steps=[24,0,48]", "--model.init_args.exploiter.init_args.updates=8"]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert list(results) == ["explorer", "exploiter_T0", "exploiter_T24", "exploiter"]
+    assert [r["env_steps"] for r in results.values()] == [48, 0, 24, 48]
+    for phase in ("exploiter_T0", "exploiter_T24", "exploiter"):
+        ckpt = torch.load(cli.run_dir / phase / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["ooo_num_updates"] == 8  # each one trained from scratch, not on from the last
     assert (cli.run_dir / "plots" / "exploiter_vs_online_steps.png").is_file()
 
 
