@@ -3,6 +3,14 @@ hand-written plain-PyTorch loop of the same networks and update, in the same pro
 
     python benchmarks/throughput.py --loss iql --rnd --seconds 20
     python benchmarks/throughput.py --loss calql --seconds 20
+    python benchmarks/throughput.py --loss calql --seconds 20 --compare allocator     # what cpu.py gains
+    python benchmarks/throughput.py --loss iql --seconds 20 --compare nvml             # Lightning's NVML check
+    python benchmarks/throughput.py --loss iql --rnd --seconds 20 --compare bonus_order
+
+``--compare`` also times the plain loop without one of the modules' speed settings, in the
+same process: glibc's default allocator (measured first: the setting cannot be undone),
+``PYTORCH_NVML_BASED_CUDA_CHECK=1`` as importing Lightning sets it, or the bonus predictor
+stepped after the agent's stages instead of before.
 
 Random data with 17-d observations and 6-d actions (HalfCheetah's sizes), batch 256,
 256x256 networks (RND: 512-512). The last line is ``updates_per_s=<float>`` (Lightning).
@@ -82,9 +90,11 @@ def make_module(args: argparse.Namespace) -> ExplorerModule:
     )
 
 
-def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
+def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool = False, nvml_check: bool = False) -> float:
     """The same loss and bonus modules driven by a bare loop: sample, stage by stage
-    forward/backward/step, target update. No Lightning, no replay-buffer object."""
+    forward/backward/step, target update. No Lightning, no replay-buffer object.
+    ``bonus_last`` steps the bonus predictor after the agent's stages (the modules step it
+    first); ``nvml_check`` keeps the NVML-based CUDA check on (as after importing Lightning)."""
     module = make_module(args)
     loss, bonus = module.loss, module.bonus
     opts = {t: torch.optim.Adam(loss.term_parameters(t), lr=loss.term_learning_rate(t), fused=True) for t in loss.terms}
@@ -95,13 +105,15 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
 
     def update() -> None:
         batch = data[torch.randint(0, n, (args.batch_size,))]
+        bonus_loss = None
         if bonus is not None:
             with autocast:
                 b, bonus_loss = bonus.compute(batch)
             batch.set(("next", "intrinsic_reward"), b.unsqueeze(-1))
-            opts["bonus"].zero_grad(set_to_none=True)
-            bonus_loss.backward()
-            opts["bonus"].step()
+            if not bonus_last:
+                opts["bonus"].zero_grad(set_to_none=True)
+                bonus_loss.backward()
+                opts["bonus"].step()
         cache: dict = {}
         for stage in range(len(loss.stages)):
             with autocast:
@@ -114,10 +126,16 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
             for t in terms:
                 opts[t].step()
             loss.after_stage(stage)
+        if bonus_last:  # the same loss, its graph kept through the agent's stages
+            opts["bonus"].zero_grad(set_to_none=True)
+            bonus_loss.backward()
+            opts["bonus"].step()
 
     # A plain script never imports Lightning, which sets this variable and so makes every
     # Adam step open the NVML library (see RLModule.on_fit_start); measure without it.
-    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    saved_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    if nvml_check:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     for _ in range(20):  # warm-up
         update()
     count, start = 0, time.perf_counter()
@@ -125,8 +143,9 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict) -> float:
         update()
         count += 1
     rate = count / (time.perf_counter() - start)
-    if nvml_check is not None:
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
+    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    if saved_check is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved_check
     return rate
 
 
@@ -181,19 +200,38 @@ def main() -> None:
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
                    help="bf16-mixed: Lightning's flag; the plain loop uses the same CPU autocast")
+    p.add_argument("--compare", choices=["allocator", "nvml", "bonus_order"], action="append", default=[],
+                   help="also time the plain loop without this speed setting (repeatable)")
     args = p.parse_args()
+    if "bonus_order" in args.compare and not args.rnd:
+        p.error("--compare bonus_order needs --rnd")
     torch.manual_seed(0)
     import ooo_lightning.envs  # noqa: F401
 
-    # The modules do this at fit start on the CPU; the plain loop runs first, so it gets the
-    # same allocator behaviour.
-    keep_freed_memory()
     data = random_transitions(args.buffer_size, 17, 6)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}, "
           f"precision {args.precision}")
+    if "allocator" in args.compare:  # before keep_freed_memory(), which cannot be undone
+        default_allocator = plain_pytorch(args, data)
+        print(f"plain_pytorch_default_allocator_updates_per_s={default_allocator:.1f}")
+    # The modules do this at fit start on the CPU; the plain loop runs first, so it gets the
+    # same allocator behaviour.
+    keep_freed_memory()
     plain = plain_pytorch(args, data)
     print(f"plain_pytorch_updates_per_s={plain:.1f}")
+    if "allocator" in args.compare:
+        print(f"gain_of_keeping_freed_memory={plain / default_allocator - 1:+.1%}")
+    if "nvml" in args.compare:
+        with_check = plain_pytorch(args, data, nvml_check=True)
+        adam_steps = len(make_module(args).loss.terms) + int(args.rnd)  # optimiser steps per update
+        cost_ms = (1 / with_check - 1 / plain) * 1000 / adam_steps
+        print(f"plain_pytorch_nvml_check_updates_per_s={with_check:.1f}")
+        print(f"nvml_check_cost_ms_per_adam_step={cost_ms:.3f}")
+    if "bonus_order" in args.compare:
+        bonus_last = plain_pytorch(args, data, bonus_last=True)
+        print(f"plain_pytorch_bonus_stepped_last_updates_per_s={bonus_last:.1f}")
+        print(f"gain_of_stepping_the_bonus_first={plain / bonus_last - 1:+.1%}")
     light = lightning_path(args, data)
     print(f"lightning_updates_per_s={light:.1f}")
     print(f"ratio_lightning_over_plain={light / plain:.3f}")
