@@ -16,8 +16,9 @@ def keep_freed_memory() -> bool:
 
     An update allocates and frees activations of tens of megabytes (Cal-QL's critic sees
     31 actions per state). By default glibc serves such blocks with mmap and unmaps them on
-    free, so every update pays page faults to fault the same memory back in; that cost
-    15-20% of a Cal-QL update on the 2-core reference machine. Once per process; returns
+    free, so every update pays page faults to fault the same memory back in: keeping it made
+    Cal-QL's update 28% faster on the 2-core reference machine (2026-12-03,
+    ``benchmarks/throughput.py --loss calql --compare allocator``). Once per process; returns
     False where the C library is not glibc (nothing changes there).
     """
     name = ctypes.util.find_library("c")

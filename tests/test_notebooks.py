@@ -10,7 +10,8 @@ def execute_notebook(name: str) -> list[dict]:
     """Runs notebooks/<name> from notebooks/ (as Jupyter would) and returns its code outputs,
     after checking that no cell raised."""
     nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
+    # A generous kernel start-up: under a loaded CPU the default 60 s ran out.
+    NotebookClient(nb, timeout=600, startup_timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

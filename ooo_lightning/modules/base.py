@@ -248,8 +248,9 @@ class RLModule(LightningModule):
         batch, extra = self.prepare_batch(batch)
         losses: dict[str, torch.Tensor] = {}
         cache: dict[str, torch.Tensor] = {}
-        # Extra terms (the bonus predictor) first, while their graph and weights are still in
-        # cache: stepping them after the agent's stages made each such update ~20% slower.
+        # Extra terms (the bonus predictor) first, while their graph is fresh. Stepping them after
+        # the agent's stages was ~20% slower on 2026-11-25 and no slower on 2026-12-03
+        # (benchmarks/throughput.py --rnd --compare bonus_order); the order stays.
         for name, value in extra.items():
             self._check_finite(value, {name: value}, batch_idx)
             optimizers[name].zero_grad(set_to_none=True)
