@@ -30,7 +30,7 @@ from lightning.pytorch import Callback, Trainer
 from tensordict import TensorDict
 
 from ooo_lightning.cpu import keep_freed_memory
-from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer, sample_indices
+from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.exploration import RNDBonus
 from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss

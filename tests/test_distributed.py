@@ -8,7 +8,6 @@ import signal
 import socket
 from functools import partial
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

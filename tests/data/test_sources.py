@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from ooo_lightning.cli import OOOLightningCLI
-from ooo_lightning.data.d4rl import DatasetError, load_d4rl_hdf5, write_d4rl_hdf5
+from ooo_lightning.data.d4rl import DatasetError, write_d4rl_hdf5
 from ooo_lightning.data.generate import episodes_from_transitions, write_minari, write_npz
 from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 from ooo_lightning.envs import POINT_MASS_WALL_ID
