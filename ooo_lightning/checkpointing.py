@@ -10,6 +10,7 @@ in the phase that was running; the phases already finished are not run again.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -45,8 +46,8 @@ class CheckpointSettings:
     def __post_init__(self) -> None:
         if self.every_steps is not None and self.every_steps < 1:
             raise ConfigError(f"checkpoint.every_steps must be >= 1 or null, got {self.every_steps}")
-        if self.every_minutes <= 0:
-            raise ConfigError(f"checkpoint.every_minutes must be > 0, got {self.every_minutes}")
+        if not (isinstance(self.every_minutes, (int, float)) and math.isfinite(self.every_minutes) and self.every_minutes > 0):
+            raise ConfigError(f"checkpoint.every_minutes must be a finite number > 0, got {self.every_minutes}")
 
 
 class PhaseCheckpoint(ModelCheckpoint):

@@ -22,6 +22,7 @@ from typing import Any
 
 from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
+from omegaconf.errors import InterpolationResolutionError
 from lightning.pytorch.cli import LightningCLI
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -128,7 +129,8 @@ class OOOLightningCLI(LightningCLI):
 RUN_DIR_ENV = "OOO_LIGHTNING_RUN_DIR"
 
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.
-USER_ERRORS = (DatasetError, NonFiniteLossError, ConfigError, MisconfigurationException, FileNotFoundError)
+USER_ERRORS = (DatasetError, NonFiniteLossError, ConfigError, MisconfigurationException, FileNotFoundError,
+               InterpolationResolutionError)
 
 
 def _quiet_lightning_tips() -> None:
@@ -157,6 +159,9 @@ def main(args: Any = None) -> None:
         if err is None:
             raise
         message = str(err)
+        if isinstance(err, InterpolationResolutionError):  # e.g. the exploiter's ${...explorer...} with explorer: null
+            message = message.splitlines()[0] + (" (a ${...} in the config points at a setting that is null or absent: set the setting that "
+                        "refers to it directly, e.g. the exploiter's env and env_kwargs when explorer is null)")
         if isinstance(err, MisconfigurationException):  # Lightning's own: say what the machine has
             import torch
 

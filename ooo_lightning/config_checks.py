@@ -3,7 +3,9 @@ message that says what to change."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -12,6 +14,43 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 class ConfigError(ValueError):
     """A config value or combination that cannot run; shown as one message, no traceback."""
+
+
+#: The ranges a numeric setting can be held to: (test on a finite number, words for the message).
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "finite": (lambda v: True, "a finite number"),
+    "> 0": (lambda v: v > 0, "a finite number > 0"),
+    ">= 0": (lambda v: v >= 0, "a finite number >= 0"),
+    ">= 1": (lambda v: v >= 1, ">= 1"),
+    "(0, 1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "[0, 1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "(0, 1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+}
+
+
+def check_ranges(owner: str, **settings: tuple[Any, str]) -> None:
+    """Each ``name=(value, range)`` must be a finite number in its range (``RANGES``); a None
+    value is an unset option and passes. A list or tuple value is checked element by
+    element. Raises one ConfigError naming ``owner``, the setting and what it accepts."""
+    for name, (value, allowed) in settings.items():
+        if value is None:
+            continue
+        test, words = RANGES[allowed]
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if not (number and math.isfinite(item) and test(item)):
+                raise ConfigError(f"{owner}: {name} must be {words}, got {value!r}")
+
+
+def check_bounds(owner: str, name: str, bounds: Any) -> None:
+    """An optional ``[low, high]`` pair of finite numbers with low < high."""
+    if bounds is None:
+        return
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+        raise ConfigError(f"{owner}: {name} must be [low, high], got {bounds!r}")
+    check_ranges(owner, **{name: (tuple(bounds), "finite")})
+    if not bounds[0] < bounds[1]:
+        raise ConfigError(f"{owner}: {name} must be [low, high] with low < high, got {list(bounds)}")
 
 
 def check_trainer(trainer: Trainer) -> None:

@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, PhaseCheckpoint, phase_checkpoint
@@ -71,6 +71,7 @@ class OOOPipeline(LightningModule):
         eval_seed: int = 10_000,
     ) -> None:
         super().__init__()
+        check_ranges("OOOPipeline", final_eval_episodes=(final_eval_episodes, ">= 1"))
         if explorer is None and exploiter is None:
             raise ConfigError("the pipeline needs an explorer, an exploiter, or both")
         if explorer is not None and exploiter is not None and explorer.env_id != exploiter.env_id:

@@ -46,7 +46,7 @@ def test_malformed_dataset_names_the_key_and_the_shape(tmp_path, capsys):
 
 def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, tiny_dataset, capsys):
     with pytest.raises(SystemExit):
-        _fit(tmp_path, f"--data.dataset={tiny_dataset}", "--model.init_args.explorer.init_args.reward_scale=.nan",
+        _fit(tmp_path, f"--data.dataset={tiny_dataset}", "--model.init_args.explorer.init_args.reward_scale=1e38",  # a squared TD error of inf
              "--model.init_args.explorer.init_args.loss.init_args.hidden_dims=[16,16]")
     err = capsys.readouterr().err
     assert "explorer offline: non-finite loss ['qvalue'] at update 0" in err
@@ -67,6 +67,8 @@ def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, ti
         (["--ckpt_path=last"], "holds no earlier run"),
         (["--model.init_args.explorer.init_args.env_kwargs={goal: [1.0]}"], "goal must be two finite numbers [x, y]"),
         (["--model.init_args.exploiter.init_args.env_kwargs={goal_radius: 0.01}"], "must share the task's env_kwargs"),
+        (["--model.init_args.explorer=null"], "points at a setting that is null or absent"),
+        (["--model.init_args.explorer.init_args.env=ooo/PointMassWal-v1"], "Did you mean: `PointMassWall`?"),
     ],
 )
 def test_impossible_configs_fail_at_start_up_before_any_data(tmp_path, capsys, args, expected):
@@ -154,3 +156,56 @@ def test_every_process_of_a_launch_picks_the_same_run_directory(tmp_path, monkey
         monkeypatch.setenv(name, value.format(tmp=tmp_path))
     cli = types.SimpleNamespace(trainer=types.SimpleNamespace(default_root_dir=str(tmp_path / "run")))
     assert OOOLightningCLI._new_run_dir(cli) == tmp_path / expected, launcher
+
+
+SEED_KEYS = ("seed_everything", "seed", "eval_seed", "generated_seed")  # any integer is a seed
+
+
+def _numeric_settings(config: dict, path: tuple = ()) -> list[tuple[str, object]]:
+    """(dotted key, value) of every number, or list of numbers, under ``config``."""
+    found = []
+    for key, value in config.items():
+        here = (*path, key)
+        if isinstance(value, dict):
+            found += _numeric_settings(value, here)
+        elif isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            found.append((".".join(here), value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in SEED_KEYS:
+            found.append((".".join(here), value))
+    return found
+
+
+def _bad(value):
+    """NaN for a float, -1 for a count; a [low, high] pair of floats swapped (jsonargparse itself
+    refuses a NaN nested in a list, with its own multi-line message); in another list, its
+    first entry."""
+    if isinstance(value, list):
+        if len(value) == 2 and all(isinstance(v, float) for v in value):
+            return value[::-1]
+        return [_bad(value[0]), *value[1:]]
+    return float("nan") if isinstance(value, float) else -1
+
+
+def test_every_numeric_setting_of_the_default_config_is_range_checked_at_start_up(tmp_path, capsys):
+    """Each number the default job's config holds (the resolved config: the classes' defaults
+    too; the trainer's flags are Lightning's own) set to NaN, or a count to -1: the command
+    stops with one line naming the setting, no traceback, and nothing on disk."""
+    import yaml
+
+    cli = OOOLightningCLI(args=[f"--config={CONFIG}"], run=False)
+    resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    settings = [(k, v) for k, v in _numeric_settings(resolved) if not k.startswith("trainer.")]
+    assert len(settings) >= 50 and any(k.endswith("bonus_scale") for k, _ in settings)
+    capsys.readouterr()
+    unchecked = []
+    for key, value in settings:
+        bad = json.dumps(_bad(value)).replace("NaN", ".nan")
+        with pytest.raises(SystemExit) as exit_info:
+            _fit(tmp_path, f"--data.dataset={tmp_path / 'data.hdf5'}", f"--{key}={bad}")
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("ooo-lightning: error:")]
+        name = key.split(".")[-1]
+        if exit_info.value.code != 1 or len(lines) != 1 or name not in lines[0] or "Traceback" in err:
+            unchecked.append(f"{key}={bad}: exit {exit_info.value.code}, {err.strip().splitlines()[-1:]}")
+    assert not unchecked, "\n".join(unchecked)
+    assert not any(tmp_path.iterdir())  # no data generated, no run directory

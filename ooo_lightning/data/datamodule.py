@@ -20,7 +20,7 @@ from tensordict import TensorDict
 from torch.utils.data import DataLoader, IterableDataset
 from torchrl.data import ReplayBuffer
 
-from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning.data.buffer import (
     BufferInfo,
     load_buffer,
@@ -74,6 +74,10 @@ class ReplayDataModule(LightningDataModule):
         generated_missing_goal_radius: float | None = None,
     ) -> None:
         super().__init__()
+        check_ranges(
+            "data", generated_episodes=(generated_episodes, ">= 1"), generated_noise=(generated_noise, ">= 0"),
+            generated_steps=(generated_steps, ">= 1"), generated_missing_goal_radius=(generated_missing_goal_radius, "> 0"),
+        )
         if dataset and buffer:
             raise ConfigError("set either data.dataset (a dataset file or Minari id) or data.buffer (a saved buffer), not both")
         self.dataset = dataset

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from tensordict import TensorDictBase
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.networks import full_precision
 
@@ -74,9 +75,9 @@ class CountBonus(ExplorationBonus):
     ) -> None:
         super().__init__()
         if isinstance(observation_dim, bool) or not isinstance(observation_dim, int) or observation_dim < 1:
-            raise ValueError(f"observation_dim must be a positive int, got {observation_dim!r}")
+            raise ConfigError(f"observation_dim must be a positive int, got {observation_dim!r}")
         if method not in ("grid", "simhash"):
-            raise ValueError(f"method must be 'grid' or 'simhash', got {method!r}")
+            raise ConfigError(f"method must be 'grid' or 'simhash', got {method!r}")
         self.observation_dim = observation_dim
         self.method = method
         self.dims = self._check_dims(dims, observation_dim)
@@ -84,7 +85,7 @@ class CountBonus(ExplorationBonus):
 
         if method == "grid":
             if isinstance(table_size, bool) or not isinstance(table_size, int) or not 0 < table_size <= MAX_TABLE_SIZE:
-                raise ValueError(f"table_size must be an int in [1, 2**31], got {table_size!r}")
+                raise ConfigError(f"table_size must be an int in [1, 2**31], got {table_size!r}")
             self.table_size = table_size
             # A plain tuple, not a buffer: module.to(dtype) would round a floating buffer and move cell edges.
             self.cell_size = self._check_cell_size(cell_size, len(self.dims))
@@ -92,7 +93,7 @@ class CountBonus(ExplorationBonus):
             self.register_buffer("hash_multipliers", _grid_multipliers(len(self.dims), table_size), persistent=False)
         else:
             if isinstance(hash_bits, bool) or not isinstance(hash_bits, int) or not 0 < hash_bits <= MAX_HASH_BITS:
-                raise ValueError(f"hash_bits must be an int in [1, {MAX_HASH_BITS}], got {hash_bits!r}")
+                raise ConfigError(f"hash_bits must be an int in [1, {MAX_HASH_BITS}], got {hash_bits!r}")
             self.hash_bits = hash_bits
             self.table_size = 2**hash_bits
             generator = torch.Generator().manual_seed(seed)
@@ -108,24 +109,24 @@ class CountBonus(ExplorationBonus):
             return list(range(observation_dim))
         dims = list(dims)
         if not dims:
-            raise ValueError("dims must select at least one observation entry (or be None for all)")
+            raise ConfigError("dims must select at least one observation entry (or be None for all)")
         for d in dims:
             if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 <= d < observation_dim:
-                raise ValueError(f"dims entries must be ints in [0, {observation_dim}), got {d!r}")
+                raise ConfigError(f"dims entries must be ints in [0, {observation_dim}), got {d!r}")
         if len(set(dims)) != len(dims):
-            raise ValueError(f"dims must not repeat an entry, got {dims}")
+            raise ConfigError(f"dims must not repeat an entry, got {dims}")
         return [int(d) for d in dims]
 
     @staticmethod
     def _check_cell_size(cell_size: float | Sequence[float], num_dims: int) -> tuple[float, ...]:
         sizes = [cell_size] * num_dims if isinstance(cell_size, numbers.Real) else list(cell_size)
         if len(sizes) != num_dims:
-            raise ValueError(
+            raise ConfigError(
                 f"cell_size must be a number or have one entry per counted dim ({num_dims}), got {len(sizes)}"
             )
         valid = (isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in sizes)
         if not all(valid):
-            raise ValueError(f"cell_size must be finite and > 0, got {cell_size!r}")
+            raise ConfigError(f"cell_size must be finite and > 0, got {cell_size!r}")
         return tuple(float(s) for s in sizes)
 
     @torch.no_grad()

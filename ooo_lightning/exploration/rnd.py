@@ -9,6 +9,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning.networks import full_precision, mlp
 
 
@@ -23,7 +24,7 @@ class RunningMeanStd(nn.Module):
     def __init__(self, shape: Sequence[int] = (), epsilon: float = 1e-4, momentum: float | None = None) -> None:
         super().__init__()
         if momentum is not None and not 0.0 < momentum <= 1.0:
-            raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
+            raise ConfigError(f"momentum must be in (0, 1] or None, got {momentum}")
         self.momentum = momentum
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("var", torch.ones(shape))
@@ -130,14 +131,16 @@ class RNDBonus(ExplorationBonus):
         observation_key: str | tuple[str, ...] = ("next", "observation"),
     ) -> None:
         super().__init__()
-        if not 0.0 < update_fraction <= 1.0:
-            raise ValueError(f"update_fraction must be in (0, 1], got {update_fraction}")
+        check_ranges(
+            "RNDBonus", hidden_dims=(tuple(hidden_dims), ">= 1"), embedding_dim=(embedding_dim, ">= 1"),
+            learning_rate=(learning_rate, "> 0"), update_fraction=(update_fraction, "(0, 1]"),
+            observation_clip=(observation_clip, "> 0"), error_std_momentum=(error_std_momentum, "(0, 1]"),
+            clip=(clip, "> 0"), orthogonal_init_gain=(orthogonal_init_gain, "> 0"),
+        )
         if normalisation not in ("bonus_std", "error_std"):
-            raise ValueError(f"normalisation must be 'bonus_std' or 'error_std', got {normalisation!r}")
-        if clip is not None and not clip > 0:
-            raise ValueError(f"clip must be > 0 or null, got {clip}")
+            raise ConfigError(f"RNDBonus: normalisation must be 'bonus_std' or 'error_std', got {normalisation!r}")
         if error_std_momentum is not None and normalisation != "error_std":
-            raise ValueError("error_std_momentum applies to normalisation: error_std only")
+            raise ConfigError("RNDBonus: error_std_momentum applies to normalisation: error_std only")
         self.predictor = mlp(observation_dim, embedding_dim, hidden_dims)
         self.target = mlp(observation_dim, embedding_dim, hidden_dims).requires_grad_(False)
         if orthogonal_init_gain is not None:

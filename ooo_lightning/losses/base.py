@@ -15,6 +15,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.networks import full_precision
 
 NestedKey = str | tuple[str, ...]
@@ -51,7 +52,7 @@ class ActorCriticLoss(nn.Module):
         valid = {f.name for f in fields(LossKeys)}
         for name, value in kwargs.items():
             if name not in valid:
-                raise ValueError(f"unknown loss key {name!r}; valid keys are {sorted(valid)}")
+                raise ConfigError(f"unknown loss key {name!r}; valid keys are {sorted(valid)}")
             setattr(self.keys, name, tuple(value) if isinstance(value, list) else value)
 
     def required_keys(self) -> dict[str, NestedKey]:

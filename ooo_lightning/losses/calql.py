@@ -19,6 +19,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from ooo_lightning.config_checks import check_bounds, check_ranges
 from ooo_lightning.losses.base import ActorCriticLoss, soft_update, td_target, temperature_loss
 from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, full_precision, squash
 
@@ -97,10 +98,17 @@ class CalQLLoss(ActorCriticLoss):
         keys: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
-        if num_sampled_actions < 1:
-            raise ValueError(f"num_sampled_actions must be >= 1, got {num_sampled_actions}")
-        if init_alpha <= 0 or cql_temperature <= 0:
-            raise ValueError("init_alpha and cql_temperature must be > 0")
+        check_ranges(
+            "CalQLLoss", hidden_dims=(tuple(hidden_dims), ">= 1"), num_qvalue_nets=(num_qvalue_nets, ">= 1"),
+            gamma=(gamma, "(0, 1]"), target_update_rate=(target_update_rate, "(0, 1]"), actor_lr=(actor_lr, "> 0"),
+            qvalue_lr=(qvalue_lr, "> 0"), alpha_lr=(alpha_lr, "> 0"), cql_alpha_lr=(cql_alpha_lr, "> 0"),
+            init_alpha=(init_alpha, "> 0"), target_entropy=(target_entropy, "finite"),
+            num_sampled_actions=(num_sampled_actions, ">= 1"), cql_alpha=(cql_alpha, ">= 0"),
+            cql_temperature=(cql_temperature, "> 0"), target_action_gap=(target_action_gap, "finite"),
+            sparse_failure_reward=(sparse_failure_reward, "finite"),
+        )
+        for name, bounds in (("cql_clip_diff", cql_clip_diff), ("q_bounds", q_bounds), ("log_std_bounds", log_std_bounds)):
+            check_bounds("CalQLLoss", name, bounds)
         self.action_dim = action_dim
         self.actor = TanhGaussianPolicy(observation_dim, action_dim, hidden_dims, log_std_bounds)
         self.qvalue = QEnsemble(observation_dim, action_dim, hidden_dims, num_qvalue_nets, layer_norm)

@@ -10,6 +10,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from ooo_lightning.config_checks import check_bounds, check_ranges
 from ooo_lightning.losses.base import ActorCriticLoss, soft_update, td_target
 from ooo_lightning.networks import GaussianPolicy, QEnsemble, ValueNetwork, full_precision
 
@@ -89,8 +90,14 @@ class IQLLoss(ActorCriticLoss):
         keys: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
-        if not 0.0 < expectile < 1.0:
-            raise ValueError(f"expectile must be in (0, 1), got {expectile}")
+        check_ranges(
+            "IQLLoss", hidden_dims=(tuple(hidden_dims), ">= 1"), num_qvalue_nets=(num_qvalue_nets, ">= 1"),
+            expectile=(expectile, "(0, 1)"), temperature=(temperature, "> 0"), max_weight=(max_weight, "> 0"),
+            gamma=(gamma, "(0, 1]"), target_update_rate=(target_update_rate, "(0, 1]"), actor_lr=(actor_lr, "> 0"),
+            value_lr=(value_lr, "> 0"), qvalue_lr=(qvalue_lr, "> 0"), action_clip=(action_clip, "(0, 1]"),
+        )
+        check_bounds("IQLLoss", "q_bounds", q_bounds)
+        check_bounds("IQLLoss", "log_std_bounds", log_std_bounds)
         self.actor = GaussianPolicy(observation_dim, action_dim, hidden_dims, log_std_bounds)
         self.qvalue = QEnsemble(observation_dim, action_dim, hidden_dims, num_qvalue_nets, layer_norm)
         self.target_qvalue = copy.deepcopy(self.qvalue).requires_grad_(False)

@@ -23,6 +23,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from ooo_lightning.config_checks import ConfigError, check_bounds, check_ranges
 from ooo_lightning.losses.base import ActorCriticLoss, soft_update, td_target, temperature_loss
 from ooo_lightning.networks import QEnsemble, TanhGaussianPolicy, squash
 
@@ -83,18 +84,19 @@ class SACLoss(ActorCriticLoss):
         keys: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
-        if num_qvalue_nets < 1:
-            raise ValueError(f"num_qvalue_nets must be >= 1, got {num_qvalue_nets}")
+        check_ranges(
+            "SACLoss", hidden_dims=(tuple(hidden_dims), ">= 1"), num_qvalue_nets=(num_qvalue_nets, ">= 1"),
+            gamma=(gamma, "(0, 1]"), target_update_rate=(target_update_rate, "(0, 1]"), actor_lr=(actor_lr, "> 0"),
+            qvalue_lr=(qvalue_lr, "> 0"), alpha_lr=(alpha_lr, "> 0"), init_alpha=(init_alpha, "> 0"),
+            target_entropy=(target_entropy, "finite"), actor_update_every=(actor_update_every, ">= 1"),
+        )
+        check_bounds("SACLoss", "log_std_bounds", log_std_bounds)
         if not 1 <= num_min_qs <= num_qvalue_nets:
-            raise ValueError(
-                f"num_min_qs must be between 1 and num_qvalue_nets={num_qvalue_nets}, got {num_min_qs}"
+            raise ConfigError(
+                f"SACLoss: num_min_qs must be between 1 and num_qvalue_nets={num_qvalue_nets}, got {num_min_qs}"
             )
-        if actor_update_every < 1:
-            raise ValueError(f"actor_update_every must be >= 1, got {actor_update_every}")
         if actor_q_reduction not in ("mean", "min"):
-            raise ValueError(f"actor_q_reduction must be 'mean' or 'min', got {actor_q_reduction!r}")
-        if init_alpha <= 0:
-            raise ValueError(f"init_alpha must be > 0, got {init_alpha}")
+            raise ConfigError(f"SACLoss: actor_q_reduction must be 'mean' or 'min', got {actor_q_reduction!r}")
         self.action_dim = action_dim
         self.actor = TanhGaussianPolicy(observation_dim, action_dim, hidden_dims, log_std_bounds)
         self.qvalue = QEnsemble(observation_dim, action_dim, hidden_dims, num_qvalue_nets, layer_norm)

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
 
-from ooo_lightning.config_checks import ConfigError, check_loss_keys
+from ooo_lightning.config_checks import ConfigError, check_loss_keys, check_ranges
 from ooo_lightning import distributed
 from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
@@ -63,8 +63,12 @@ class RLModule(LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        if updates_per_step < 1 or batch_size < 1:
-            raise ConfigError("updates_per_step and batch_size must be >= 1")
+        check_ranges(
+            type(self).__name__, batch_size=(batch_size, ">= 1"), updates_per_step=(updates_per_step, ">= 1"),
+            reward_scale=(reward_scale, "> 0"), reward_bias=(reward_bias, "finite"),
+            positive_samples=(positive_samples, ">= 0"), offline_fraction=(offline_fraction, "[0, 1]"),
+            eval_every=(eval_every, ">= 0"), eval_episodes=(eval_episodes, ">= 1"), log_every=(log_every, ">= 1"),
+        )
         if actor_lr_schedule not in ACTOR_LR_SCHEDULES:
             raise ConfigError(f"actor_lr_schedule must be one of {list(ACTOR_LR_SCHEDULES)}, got {actor_lr_schedule!r}")
         self.actor_lr_schedule = actor_lr_schedule
@@ -81,7 +85,10 @@ class RLModule(LightningModule):
         self.observation_dim = int(probe.observation_space.shape[0])
         self.action_dim = int(probe.action_space.shape[0])
         probe.close()
-        self.loss = loss(self.observation_dim, self.action_dim)
+        try:
+            self.loss = loss(self.observation_dim, self.action_dim)
+        except ConfigError as err:  # say whose loss it is: both agents may use the same class
+            raise ConfigError(f"{type(self).__name__} loss: {err}") from None
         if not isinstance(self.loss, ActorCriticLoss):
             raise TypeError(f"loss must build an ActorCriticLoss, got {type(self.loss).__name__}")
         check_loss_keys(self.loss, TRANSITION_KEYS, type(self).__name__)
@@ -89,8 +96,6 @@ class RLModule(LightningModule):
         self.updates_per_step = updates_per_step
         self.reward_scale = reward_scale
         self.reward_bias = reward_bias
-        if offline_fraction is not None and not 0.0 <= offline_fraction <= 1.0:
-            raise ConfigError(f"offline_fraction must be in [0, 1] or null, got {offline_fraction}")
         self.positive_samples = positive_samples
         self.offline_fraction = offline_fraction
         self.eval_every = eval_every

@@ -14,7 +14,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
@@ -129,6 +129,10 @@ class ExplorerModule(RLModule):
         log_info_keys: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
+        check_ranges(
+            "ExplorerModule", bonus_scale=(bonus_scale, ">= 0"), offline_updates=(offline_updates, ">= 0"),
+            online_steps=(online_steps, ">= 0"), utd_ratio=(utd_ratio, "> 0"), random_steps=(random_steps, ">= 0"),
+        )
         super().__init__(env, loss, **kwargs)
         frames_per_step = self.updates_per_step / utd_ratio if utd_ratio > 0 else 0.0
         if frames_per_step < 1 or abs(frames_per_step - round(frames_per_step)) > 1e-9:
@@ -140,7 +144,10 @@ class ExplorerModule(RLModule):
         if not 0 <= random_steps <= online_steps:
             raise ConfigError(f"random_steps must be in [0, online_steps ({online_steps})], got {random_steps}")
         self.random_steps = random_steps
-        self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
+        try:
+            self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
+        except ConfigError as err:
+            raise ConfigError(f"ExplorerModule bonus: {err}") from None
         self.bonus_scale = bonus_scale
         self.offline_updates = offline_updates
         self.online_steps = online_steps

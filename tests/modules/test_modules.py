@@ -135,7 +135,7 @@ def test_cosine_actor_schedule_decays_only_the_actor_learning_rate_to_zero(tiny_
 
 def test_non_finite_loss_stops_with_phase_and_step(tiny_dataset):
     module = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=8, online_steps=0, updates_per_step=2,
-                            batch_size=16, reward_scale=float("nan"), eval_every=0)
+                            batch_size=16, reward_bias=-1.0, reward_scale=1e38, eval_every=0)  # (-1e38)^2: inf
     before = {k: v.clone() for k, v in module.loss.state_dict().items()}
     with pytest.raises(NonFiniteLossError, match=r"explorer offline: non-finite loss \['qvalue'\] at update 0"):
         _trainer().fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
