@@ -33,7 +33,7 @@ from ooo_lightning.cpu import keep_freed_memory
 from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.exploration import RNDBonus
-from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss
+from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss, staged_update
 from ooo_lightning.modules import ExplorerModule
 
 ENV = "bench/Box17x6-v0"  # HalfCheetah's sizes without needing MuJoCo: 17-d observation, 6-d action
@@ -114,18 +114,8 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
                 opts["bonus"].zero_grad(set_to_none=True)
                 bonus_loss.backward()
                 opts["bonus"].step()
-        cache: dict = {}
-        for stage in range(len(loss.stages)):
-            with autocast:
-                terms = loss.stage_losses(stage, batch, cache)
-            if not terms:  # a delayed actor skips its stage
-                continue
-            for t in terms:
-                opts[t].zero_grad(set_to_none=True)
-            sum(terms.values()).backward()
-            for t in terms:
-                opts[t].step()
-            loss.after_stage(stage)
+        with autocast:  # around the backward passes too, as Lightning's precision plugin does
+            staged_update(loss, batch, opts)
         if bonus_last:  # the same loss, its graph kept through the agent's stages
             opts["bonus"].zero_grad(set_to_none=True)
             bonus_loss.backward()

@@ -8,6 +8,7 @@ new V" (IQL) without the module knowing anything about IQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -41,6 +42,14 @@ class ActorCriticLoss(nn.Module):
 
     #: Terms per stage, e.g. ``(("value",), ("actor", "qvalue"))``.
     stages: tuple[tuple[str, ...], ...] = ()
+    #: Discount of the TD targets (and of the Monte-Carlo returns the module fills in).
+    gamma: float
+    #: Whether the loss reads the Monte-Carlo return-to-go (``keys.mc_return``), which the data
+    #: module then computes for every transition.
+    uses_mc_returns: bool = False
+    #: Task reward of a failed step in a sparse task (before the module's shaping), for the
+    #: returns of episodes cut by a time-out; None: such episodes get no return bound.
+    sparse_failure_reward: float | None = None
 
     def __init__(self, keys: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -59,7 +68,7 @@ class ActorCriticLoss(nn.Module):
         """The batch entries this loss cannot do without (the bonus is optional; the
         Monte-Carlo return only for losses that read it)."""
         names = ["observation", "action", "next_observation", "reward", "terminated"]
-        if getattr(self, "uses_mc_returns", False):
+        if self.uses_mc_returns:
             names.append("mc_return")
         return {name: getattr(self.keys, name) for name in names}
 
@@ -99,6 +108,42 @@ class ActorCriticLoss(nn.Module):
             for term, value in self.stage_losses(stage, batch, cache).items():
                 out[f"loss_{term}"] = value
         return TensorDict(out, batch_size=[])
+
+
+def staged_update(
+    loss: ActorCriticLoss,
+    batch: TensorDictBase,
+    optimizers: dict[str, torch.optim.Optimizer],
+    *,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    check: Callable[[torch.Tensor, dict[str, torch.Tensor]], None] | None = None,
+    before_step: Callable[[list[torch.optim.Optimizer]], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One gradient update of ``loss``, stage by stage: the stage's terms, one backward of their
+    sum, one step of each term's optimiser, then ``loss.after_stage``. Returns the losses and
+    the cache (diagnostics under ``metric/...``). ``check`` sees each stage's total and terms
+    before any gradient; ``before_step`` the stage's optimisers after the backward (the
+    gradient average under DDP)."""
+    losses: dict[str, torch.Tensor] = {}
+    cache: dict[str, torch.Tensor] = {}
+    for stage in range(len(loss.stages)):
+        stage_losses = loss.stage_losses(stage, batch, cache)
+        if not stage_losses:  # the loss skips this stage on this update (delayed actor)
+            continue
+        total = sum(stage_losses.values())
+        if check is not None:
+            check(total, stage_losses)
+        stepped = [optimizers[term] for term in stage_losses]
+        for optimizer in stepped:
+            optimizer.zero_grad(set_to_none=True)
+        backward(total)
+        if before_step is not None:
+            before_step(stepped)
+        for optimizer in stepped:
+            optimizer.step()
+        loss.after_stage(stage)
+        losses.update(stage_losses)
+    return losses, cache
 
 
 @full_precision

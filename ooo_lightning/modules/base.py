@@ -20,7 +20,7 @@ from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
 from ooo_lightning.data.buffer import TRANSITION_KEYS
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
-from ooo_lightning.losses.base import ActorCriticLoss
+from ooo_lightning.losses.base import ActorCriticLoss, staged_update
 
 LossFactory = Callable[[int, int], ActorCriticLoss]
 #: ``actor_lr_schedule`` values: a constant actor learning rate, or IQL's offline recipe
@@ -235,9 +235,9 @@ class RLModule(LightningModule):
     def mc_return_settings(self) -> tuple[float, float | None] | None:
         """(gamma, shaped failure reward) of the Monte-Carlo returns the loss reads, or None
         when it reads none (see ``ooo_lightning.data.returns``)."""
-        if not getattr(self.loss, "uses_mc_returns", False):
+        if not self.loss.uses_mc_returns:
             return None
-        failure = getattr(self.loss, "sparse_failure_reward", None)
+        failure = self.loss.sparse_failure_reward
         return float(self.loss.gamma), (None if failure is None else float(self.shape_reward(failure)))
 
     def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
@@ -251,8 +251,7 @@ class RLModule(LightningModule):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One gradient update, stage by stage; returns the losses and the loss's cache."""
         batch, extra = self.prepare_batch(batch)
-        losses: dict[str, torch.Tensor] = {}
-        cache: dict[str, torch.Tensor] = {}
+        extra_losses: dict[str, torch.Tensor] = {}
         # Extra terms (the bonus predictor) first, while their graph is fresh. Stepping them after
         # the agent's stages was ~20% slower on 2026-11-25 and no slower on 2026-12-03
         # (benchmarks/throughput.py --rnd --compare bonus_order); the order stays.
@@ -262,21 +261,12 @@ class RLModule(LightningModule):
             self.manual_backward(value)
             self._average_gradients([optimizers[name]])
             optimizers[name].step()
-            losses[name] = value
-        for stage, terms in enumerate(self.loss.stages):
-            stage_losses = self.loss.stage_losses(stage, batch, cache)
-            if not stage_losses:  # the loss skips this stage on this update (delayed actor)
-                continue
-            total = sum(stage_losses.values())
-            self._check_finite(total, stage_losses, batch_idx)
-            for term in stage_losses:
-                optimizers[term].zero_grad(set_to_none=True)
-            self.manual_backward(total)
-            self._average_gradients([optimizers[term] for term in stage_losses])
-            for term in stage_losses:
-                optimizers[term].step()
-            self.loss.after_stage(stage)
-            losses.update(stage_losses)
+            extra_losses[name] = value
+        losses, cache = staged_update(
+            self.loss, batch, optimizers, backward=self.manual_backward,
+            check=lambda total, terms: self._check_finite(total, terms, batch_idx), before_step=self._average_gradients,
+        )
+        losses = {**extra_losses, **losses}
         if self.actor_lr_schedule != "constant":
             self.lr_schedulers().step()
         self.num_updates += 1

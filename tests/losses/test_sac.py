@@ -6,6 +6,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from ooo_lightning.losses import staged_update
 from ooo_lightning.losses.sac import SACLoss
 
 # Critic members of the linear case: q_i(s, a) = ws * s + wa * a + bias.
@@ -307,18 +308,7 @@ def test_policy_learns_the_best_action_of_a_one_step_bandit():
             },
             batch_size=[64],
         )
-        cache = {}
-        # The Lightning module's protocol: stage by stage, one optimiser per term.
-        for stage in range(len(loss.stages)):
-            terms = loss.stage_losses(stage, batch, cache)
-            if not terms:
-                continue
-            for term in terms:
-                optimizers[term].zero_grad(set_to_none=True)
-            sum(terms.values()).backward()
-            for term in terms:
-                optimizers[term].step()
-            loss.after_stage(stage)
+        staged_update(loss, batch, optimizers)  # the Lightning module's own update
     assert abs(start - 0.5) > 0.3
     assert loss.policy.act(obs).item() == pytest.approx(0.5, abs=0.1)
 
