@@ -11,7 +11,6 @@ in the phase that was running; the phases already finished are not run again.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.output import atomic_path
 
 LAST = "last.ckpt"
 
@@ -103,10 +103,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     leaves the previous checkpoint intact instead of a truncated one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def capture_rng() -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ooo_lightning.data.buffer import load_buffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.evaluation import EvalResult
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
+from ooo_lightning.output import atomic_write_text
 from ooo_lightning.scores import normalized_score
 
 log = logging.getLogger(__name__)
@@ -266,11 +267,7 @@ class PhaseRunner:
     def write_results(self) -> Path:
         from ooo_lightning.plots import plot_learning_curves
 
-        path = self.run_dir / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("results.json.tmp")  # renamed over: a crash never leaves half a file
-        tmp.write_text(json.dumps(self.results, indent=2))
-        os.replace(tmp, path)
+        path = atomic_write_text(self.run_dir / "results.json", json.dumps(self.results, indent=2))
         plot_learning_curves(self.run_dir)
         return path
 

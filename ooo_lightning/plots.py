@@ -16,19 +16,10 @@ import torch  # noqa: E402
 from torchrl.data import ReplayBuffer  # noqa: E402
 
 from ooo_lightning.data.buffer import BufferInfo  # noqa: E402
+from ooo_lightning.output import save_figure  # noqa: E402
 
 if TYPE_CHECKING:
     from ooo_lightning.envs.point_mass_wall import WallLayout
-
-
-def _save(fig: plt.Figure, path: str | Path, dpi: int) -> Path:
-    """Lay out, write (creating the folder) and close a figure."""
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
 
 
 def read_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -99,7 +90,7 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
-    return _save(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
+    return save_figure(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
 
 
 def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: int, layout: "WallLayout") -> None:
@@ -128,7 +119,7 @@ def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Pa
     axes[0].set_ylabel("y")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("visited states, log(1 + count)")
-    return _save(fig, out, dpi=110)
+    return save_figure(fig, out, dpi=110)
 
 
 def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, layout: "WallLayout", bins: int = 60) -> Path:
@@ -137,7 +128,7 @@ def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, layout: 
     _draw_point_mass_states(ax, observations, "offline dataset", bins, layout)
     ax.set_ylabel("y")
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, out, dpi=110)
+    return save_figure(fig, out, dpi=110)
 
 
 def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path | None:
@@ -161,4 +152,4 @@ def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path
         ax.set_ylabel(f"final {label} (mean action)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    return _save(fig, path, dpi=100)
+    return save_figure(fig, path, dpi=100)

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ooo_lightning.output import save_figure
+
 OOO_EXPLOITER = "OOO exploiter"
 EXPLORER_WITH_BONUS = "explorer (with bonus)"
 FINE_TUNED_NO_BONUS = "fine-tuned, no bonus"
@@ -219,11 +221,11 @@ def to_markdown(rows: Sequence[dict[str, Any]], digits: int = 2) -> str:
 
 
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
-    fig.tight_layout()
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")  # legends placed outside the axes stay in
+    """The figure, also written to ``path`` if given; left open for a notebook to show."""
+    if path is None:
+        fig.tight_layout()
+    else:  # bbox "tight": legends placed outside the axes stay in
+        save_figure(fig, path, dpi=120, close=False, bbox_inches="tight")
     return fig
 
 

@@ -15,13 +15,13 @@ from ooo_lightning.envs import point_mass_wall_layout
 def figures(monkeypatch):
     """Every figure the plotting functions write, kept for inspection (still written)."""
     drawn = []
-    write = plots._save
+    write = plots.save_figure
 
-    def keep(fig, path, dpi):
+    def keep(fig, path, **kwargs):
         drawn.append(fig)
-        return write(fig, path, dpi)
+        return write(fig, path, **kwargs)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     return drawn
 
 

@@ -18,7 +18,6 @@ deep inside training.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from collections.abc import Mapping
 
@@ -26,6 +25,8 @@ import h5py
 import numpy as np
 import torch
 from tensordict import TensorDict
+
+from ooo_lightning.output import atomic_path
 
 REQUIRED_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS: tuple[str, ...] = ("next_observations",)
@@ -272,17 +273,10 @@ def write_d4rl_hdf5(path: str | os.PathLike[str], dataset: Mapping[str, np.ndarr
     small and uncompressed reads are faster.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as f:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
             for key, value in dataset.items():
                 f.create_dataset(key, data=np.asarray(value))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ooo_lightning.data.d4rl import write_d4rl_hdf5
+from ooo_lightning.output import atomic_path
 from ooo_lightning.data.sources import HDF5_SUFFIXES, NPZ_SUFFIXES, minari_root
 
 FORMATS = ("hdf5", "npz", "minari")
@@ -186,10 +187,8 @@ def check_generation_record(out: str | Path, env_id: str, env_kwargs: dict[str, 
 
 def write_npz(path: str | Path, data: dict[str, np.ndarray]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in data.items()})
-    tmp.replace(path)  # atomic: an interrupted write leaves no half file behind
+    with atomic_path(path) as tmp:  # an interrupted write leaves no half file behind
+        np.savez(tmp, **{k: np.asarray(v) for k, v in data.items()})
     return path
 
 

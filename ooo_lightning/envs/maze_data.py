@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ooo_lightning.output import save_figure
 from ooo_lightning.envs.pointmaze import (
     GOAL_RADIUS,
     Cell,
@@ -349,14 +350,6 @@ def draw_maze_states(
     ax.set_title(title, fontsize=9)
 
 
-def _save_figure(fig, path: str | Path) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 def plot_coverage(
     dataset: Mapping[str, np.ndarray],
     size: str,
@@ -376,7 +369,7 @@ def plot_coverage(
     ax = fig.subplots()
     title = title or f"PointMaze {size}: {len(positions)} transitions"
     draw_maze_states(fig, ax, positions, size, title, missing_goal_radius, bins_per_cell)
-    return _save_figure(fig, path)
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_maze_visits(offline: np.ndarray, online: np.ndarray, size: str, path: str | Path) -> Path:
@@ -390,4 +383,4 @@ def plot_maze_visits(offline: np.ndarray, online: np.ndarray, size: str, path: s
         positions = np.asarray(states, dtype=np.float64)[:, :2]
         draw_maze_states(fig, ax, positions, size, f"{name}: {len(positions)} states")
     fig.suptitle("visited states, log scale")
-    return _save_figure(fig, path)
+    return save_figure(fig, path, dpi=120)
