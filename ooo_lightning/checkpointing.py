@@ -10,7 +10,6 @@ in the phase that was running; the phases already finished are not run again.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.config_checks import check_ranges
 from ooo_lightning.output import atomic_path
 
 LAST = "last.ckpt"
@@ -44,10 +43,7 @@ class CheckpointSettings:
     every_minutes: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.every_steps is not None and self.every_steps < 1:
-            raise ConfigError(f"checkpoint.every_steps must be >= 1 or null, got {self.every_steps}")
-        if not (isinstance(self.every_minutes, (int, float)) and math.isfinite(self.every_minutes) and self.every_minutes > 0):
-            raise ConfigError(f"checkpoint.every_minutes must be a finite number > 0, got {self.every_minutes}")
+        check_ranges("checkpoint", every_steps=(self.every_steps, ">= 1"), every_minutes=(self.every_minutes, "> 0"))
 
 
 class PhaseCheckpoint(ModelCheckpoint):
