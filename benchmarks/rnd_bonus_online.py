@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from ooo_lightning.data.buffer import load_buffer
+from ooo_lightning.data.buffer import OfflineOnlineBuffer
 from ooo_lightning.envs.point_mass_wall import X_BOUNDS, Y_BOUNDS
 from ooo_lightning.exploration import RNDBonus
 from rnd_bonus_scale import as_batch  # benchmarks/, on sys.path when run as a script
@@ -85,8 +85,9 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     torch.set_num_threads(1)
-    buffer, info = load_buffer(args.buffer)
-    states = buffer.storage[torch.arange(len(buffer))].get(("next", "observation")).float()
+    buffer = OfflineOnlineBuffer.load(args.buffer)
+    info = buffer.info
+    states = buffer.rows_between(0, len(buffer)).get(("next", "observation")).float()
     if states.shape[1] != 2:
         raise SystemExit(f"{args.buffer}: expected point-mass-wall's 2-D observations, got {states.shape[1]}-D")
     print(f"# {args.buffer}: {info.num_offline} offline + {info.num_online} online states; "

@@ -30,7 +30,7 @@ from lightning.pytorch import Callback, Trainer
 from tensordict import TensorDict
 
 from ooo_lightning.cpu import keep_freed_memory
-from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer
+from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.exploration import RNDBonus
 from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss, staged_update
@@ -157,10 +157,10 @@ class _Clock(Callback):
 
 def lightning_path(args: argparse.Namespace, data: TensorDict) -> float:
     module = make_module(args)
-    replay = make_replay_buffer(data.shape[0])
-    replay.extend(data)
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(data.shape[0], data.shape[0], 0, module.observation_dim, module.action_dim, ENV))
+    buffer.replay.extend(data)
     dm = ReplayDataModule()
-    dm.attach(replay, BufferInfo(data.shape[0], data.shape[0], 0, module.observation_dim, module.action_dim, ENV))
+    dm.attach(buffer)
     clock = _Clock(warmup_steps=3)
     trainer = Trainer(
         accelerator="cpu",

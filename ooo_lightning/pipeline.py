@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -30,7 +29,7 @@ from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, PhaseCheckpoint, phase_checkpoint
-from ooo_lightning.data.buffer import load_buffer
+from ooo_lightning.data.buffer import OfflineOnlineBuffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.evaluation import EvalResult
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
@@ -172,7 +171,7 @@ class PhaseRunner:
             return None
         result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
         self.results[phase] = result.to_dict()
-        reference = data.info.reference_returns if data.info is not None else None
+        reference = data.buffer.info.reference_returns if data.buffer is not None else None
         if reference:
             self.results[phase]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
             self.results[phase]["score_reference"] = list(reference)
@@ -187,14 +186,14 @@ class PhaseRunner:
 
     def run_explorer(self, explorer: ExplorerModule, data: ReplayDataModule) -> EvalResult | None:
         if self._done("explorer"):
-            data.attach(*load_buffer(self.run_dir / "buffer"))
+            data.attach(OfflineOnlineBuffer.load(self.run_dir / "buffer"))
             return None
         result = self.fit("explorer", explorer, data)
         if distributed.is_rank_zero():
             # The buffer before the results: a run whose results name the explorer has its buffer.
             self._save_buffer(data)
             self.write_results()
-            self._plot_visits(data, explorer.env_id, explorer.env_kwargs)
+            self._plot_visits(data.buffer, explorer.env_id, explorer.env_kwargs)
         return result
 
     def _save_buffer(self, data: ReplayDataModule) -> None:
@@ -217,16 +216,12 @@ class PhaseRunner:
             self.run_explorer(pipeline.explorer, data)
         if pipeline.exploiter is None:
             return self.results
-        if pipeline.explorer is None:
-            # Phase 3 alone: the data module loads its saved buffer.
-            if data.replay is None:
-                if not data.buffer_path:
-                    raise ConfigError("a pipeline without an explorer needs a saved buffer: set data.buffer")
-                data.replay, data.info = load_buffer(data.buffer_path)
+        if pipeline.explorer is None and data.buffer is None:
+            data.load_saved_buffer()  # phase 3 alone
         if pipeline.exploiter_online_steps is None:
             self.run_exploiter(pipeline.exploiter, self._shared(data))
             return self.results
-        collected = data.info.num_online
+        collected = data.buffer.num_online
         for steps in pipeline.exploiter_online_steps:
             whole = steps >= collected
             exploiter = copy.deepcopy(pipeline.exploiter)  # a fresh, untrained agent for each T
@@ -242,7 +237,7 @@ class PhaseRunner:
     def _shared(data: ReplayDataModule) -> ReplayDataModule:
         # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
         shared = ReplayDataModule()
-        shared.attach(data.replay, data.info)
+        shared.attach(data.buffer)
         return shared
 
     def _plot_online_steps_curve(self) -> None:
@@ -250,19 +245,19 @@ class PhaseRunner:
 
         plot_exploiter_against_online_steps(self.results, self.run_dir / "plots" / "exploiter_vs_online_steps.png")
 
-    def _plot_visits(self, data: ReplayDataModule, env_id: str, env_kwargs: dict) -> None:
+    def _plot_visits(self, buffer: OfflineOnlineBuffer, env_id: str, env_kwargs: dict) -> None:
         from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID, point_mass_wall_layout
         from ooo_lightning.plots import plot_point_mass_visits
 
         path = self.run_dir / "plots" / "visited_states.png"
+        obs = buffer.rows_between(0, len(buffer)).get("observation").numpy()
+        offline, online = obs[: buffer.num_offline], obs[buffer.num_offline :]
         if env_id == POINT_MASS_WALL_ID:
-            plot_point_mass_visits(data.replay, data.info, path, point_mass_wall_layout(env_kwargs))
+            plot_point_mass_visits(offline, online, path, point_mass_wall_layout(env_kwargs))
         elif env_id in (POINT_MAZE_MEDIUM_ID, POINT_MAZE_LARGE_ID):
             from ooo_lightning.envs.maze_data import plot_maze_visits
 
-            obs = data.replay.storage[torch.arange(len(data.replay))].get("observation").numpy()
-            size = "medium" if env_id == POINT_MAZE_MEDIUM_ID else "large"
-            plot_maze_visits(obs[: data.info.num_offline], obs[data.info.num_offline :], size, path)
+            plot_maze_visits(offline, online, "medium" if env_id == POINT_MAZE_MEDIUM_ID else "large", path)
 
     def write_results(self) -> Path:
         from ooo_lightning.plots import plot_learning_curves

@@ -12,10 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: runs are headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchrl.data import ReplayBuffer  # noqa: E402
 
-from ooo_lightning.data.buffer import BufferInfo  # noqa: E402
 from ooo_lightning.output import save_figure  # noqa: E402
 
 if TYPE_CHECKING:
@@ -108,11 +105,11 @@ def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: 
     ax.set_ylim(layout.y_bounds)
 
 
-def plot_point_mass_visits(buffer: ReplayBuffer, info: BufferInfo, out: str | Path, layout: "WallLayout", bins: int = 60) -> Path:
-    """Heat maps of the states visited offline and online on point-mass-wall, with the
+def plot_point_mass_visits(
+    offline: np.ndarray, online: np.ndarray, out: str | Path, layout: "WallLayout", bins: int = 60
+) -> Path:
+    """Heat maps of the observations visited offline and online on point-mass-wall, with the
     layout's walls, start and goal drawn."""
-    obs = buffer.storage[torch.arange(len(buffer))].get("observation").numpy()
-    offline, online = obs[: info.num_offline], obs[info.num_offline :]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
     _draw_point_mass_states(axes[0], offline, "offline dataset", bins, layout)
     _draw_point_mass_states(axes[1], online, "online (explorer)", bins, layout)

@@ -10,7 +10,7 @@ import torch
 
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, capture_rng, resolve_resume, restore_rng
 from ooo_lightning.config_checks import ConfigError
-from ooo_lightning.data.buffer import load_buffer
+from ooo_lightning.data.buffer import OfflineOnlineBuffer
 from resume_probe import callback_arg
 from runs import run, start, tiny_job, wait_for_checkpoint
 
@@ -26,8 +26,8 @@ def uninterrupted(tmp_path_factory, tiny_dataset):
 
 
 def _rows(buffer_dir):
-    replay, info = load_buffer(buffer_dir)
-    return replay.storage[torch.arange(len(replay))], info
+    buffer = OfflineOnlineBuffer.load(buffer_dir)
+    return buffer.rows_between(0, len(buffer)), buffer.info
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])

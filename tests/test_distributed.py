@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from tensordict import TensorDict
 
 from ooo_lightning import distributed
-from ooo_lightning.data.buffer import load_buffer
+from ooo_lightning.data.buffer import OfflineOnlineBuffer
 from ooo_lightning.losses import IQLLoss
 from ooo_lightning.modules import ExploiterModule
 from runs import run, start, tiny_job, wait_for_checkpoint
@@ -117,7 +117,8 @@ def test_ranks_whose_gradients_are_not_averaged_stop_with_the_divergence_error(t
 def test_two_process_ddp_run_keeps_both_ranks_transitions(tmp_path, tiny_dataset):
     root = tmp_path / "ddp"
     done = run(tiny_job(root, tiny_dataset, "--trainer.devices=2", "--trainer.strategy=ddp", online_steps=400))
-    replay, info = load_buffer(root / "buffer")
+    buffer = OfflineOnlineBuffer.load(root / "buffer")
+    replay, info = buffer.replay, buffer.info
     assert info.online_segments == [400, 400]
     assert info.num_online == 800 and len(replay) == info.num_offline + 800
     rows = replay.storage[torch.arange(len(replay))]
@@ -141,7 +142,7 @@ def test_a_two_process_count_bonus_counts_every_ranks_transitions(tmp_path, tiny
     root = tmp_path / "ddp"
     run(tiny_job(root, tiny_dataset, "--trainer.devices=2", "--trainer.strategy=ddp", online_steps=200,
                  config="ooo_iql_counts.yaml"))
-    _, info = load_buffer(root / "buffer")
+    info = OfflineOnlineBuffer.load(root / "buffer").info
     assert info.online_segments == [200, 200]
     counts = torch.load(root / "explorer" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["bonus.counts"]
     assert int(counts.sum()) == info.num_offline + 400
@@ -170,7 +171,8 @@ def test_a_killed_ddp_run_resumes_with_each_ranks_data(tmp_path, tiny_dataset):
     assert saved.shape[0] == 2 and len(ckpt["ooo_rank_states"]) == 2
 
     run([*job, "--ckpt_path=last"])
-    replay, info = load_buffer(root / "buffer")
+    buffer = OfflineOnlineBuffer.load(root / "buffer")
+    replay, info = buffer.replay, buffer.info
     assert info.online_segments == [1200, 1200]
     rows = replay.storage[torch.arange(len(replay))]["observation"]
     for rank, (start_row, _) in enumerate(info.segments()):

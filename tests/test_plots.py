@@ -3,11 +3,8 @@ points, the layout drawn over them."""
 
 import numpy as np
 import pytest
-import torch
-from tensordict import TensorDict
 
 from ooo_lightning import plots
-from ooo_lightning.data.buffer import BufferInfo, make_replay_buffer
 from ooo_lightning.envs import point_mass_wall_layout
 
 
@@ -38,10 +35,7 @@ def test_visited_states_map_counts_each_state_where_it_is(tmp_path, figures):
     there = (x0 + 0.71 * (x1 - x0), y0 + 0.31 * (y1 - y0))
     offline = [here, here, there]
     online = [there]
-    buffer = make_replay_buffer(4)
-    buffer.extend(TensorDict({"observation": torch.tensor(offline + online, dtype=torch.float32)}, batch_size=[4]))
-    info = BufferInfo(capacity=4, num_offline=3, num_online=1, observation_dim=2, action_dim=2)
-    path = plots.plot_point_mass_visits(buffer, info, tmp_path / "visits.png", layout)
+    path = plots.plot_point_mass_visits(np.array(offline), np.array(online), tmp_path / "visits.png", layout)
     assert path.is_file()
     (fig,) = figures
     offline_ax, online_ax = fig.axes[:2]

@@ -1,8 +1,5 @@
-"""The run's replay buffer: TorchRL ``ReplayBuffer`` over a ``LazyTensorStorage``.
-
-One buffer holds the offline data first and every online transition after it, in order,
-so "the data up to online step T" is simply a prefix of the storage.
-"""
+"""The run's replay buffer (``OfflineOnlineBuffer``): the offline data first and every
+online transition after it, in order, so "the data up to online step T" is a prefix."""
 
 from __future__ import annotations
 
@@ -11,11 +8,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 
+from ooo_lightning import distributed
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.d4rl import DatasetError
-from ooo_lightning.data.returns import MC_RETURN_KEY, PENDING
+from ooo_lightning.data.returns import MC_RETURN_KEY, PENDING, ReturnSpec, monte_carlo_returns
 
 #: The transition fields the buffer keeps (TorchRL's key names).
 TRANSITION_KEYS: tuple = (
@@ -75,67 +74,202 @@ def select_transitions(td: TensorDictBase) -> TensorDictBase:
     return out.reshape(-1)
 
 
-def save_buffer(buffer: ReplayBuffer, path: str | Path, info: BufferInfo) -> Path:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    buffer.dumps(path)
-    (path / META_FILE).write_text(json.dumps(asdict(info), indent=2))
-    return path
+def _extend_from(rows: TensorDictBase, capacity: int) -> ReplayBuffer:
+    replay = make_replay_buffer(capacity)
+    if rows.shape[0]:
+        replay.extend(rows)
+    return replay
 
 
-def load_buffer(path: str | Path) -> tuple[ReplayBuffer, BufferInfo]:
-    path = Path(path)
-    meta = path / META_FILE
-    if not meta.is_file():
-        raise DatasetError(
-            f"{path} is not a saved ooo-lightning replay buffer (no {META_FILE} in it). "
-            "Point `data.buffer` at the `buffer/` folder of an explorer run directory."
-        )
-    info = BufferInfo(**json.loads(meta.read_text()))
-    buffer = make_replay_buffer(info.capacity)
-    buffer.loads(path)
-    if len(buffer) and MC_RETURN_KEY not in buffer.storage[0].keys():
-        # Saved before returns were stored: rebuild with the column added.
-        old = buffer.storage[torch.arange(len(buffer))]
-        buffer = make_replay_buffer(info.capacity)
-        buffer.extend(select_transitions(old))
-    if len(buffer) != info.num_offline + info.num_online:
-        raise DatasetError(
-            f"{path}: the buffer holds {len(buffer)} transitions but {META_FILE} says "
-            f"{info.num_offline} offline + {info.num_online} online; the folder is damaged."
-        )
-    return buffer, info
+class OfflineOnlineBuffer:
+    """The run's transitions: the offline data first, then every online transition in the
+    order collected (under DDP one block per rank), so "the data up to online step T" is a
+    prefix of each block.
 
+    It owns the storage (a TorchRL ``ReplayBuffer`` over a ``LazyTensorStorage``), what the
+    data is (``info``), the Monte-Carlo returns of the loss that trains on it, and the
+    operations the phases need: appending online data, taking a prefix, gathering the
+    ranks' blocks, saving, and the online rows a checkpoint keeps.
+    """
 
-def sample_indices(
-    end: int,
-    num_batches: int,
-    batch_size: int,
-    positive_indices: torch.Tensor | None = None,
-    positive_samples: int = 0,
-    generator: torch.Generator | None = None,
-    num_offline: int = 0,
-    offline_fraction: float | None = None,
-) -> torch.Tensor:
-    """Uniform indices in [0, end) shaped [num_batches, batch_size]; the first
-    ``positive_samples`` of each batch come from ``positive_indices`` when there are any
-    (the up-sampling of rare rewarding transitions).
+    def __init__(self, replay: ReplayBuffer, info: BufferInfo) -> None:
+        self.replay, self.info = replay, info
+        self._returns: ReturnSpec | None = None
+        self._returns_pending_from = 0  # first row whose episode has not ended yet
 
-    With ``offline_fraction`` (RLPD's symmetric sampling is 0.5), that share of each batch
-    comes from the offline rows [0, num_offline) and the rest from the online rows
-    [num_offline, end), once both exist."""
-    if offline_fraction is not None and 0 < num_offline < end:
-        n_offline = int(round(batch_size * offline_fraction))
-        idx = torch.cat(
-            [
-                torch.randint(0, num_offline, (num_batches, n_offline), generator=generator),
-                torch.randint(num_offline, end, (num_batches, batch_size - n_offline), generator=generator),
-            ],
-            1,
-        )
-    else:
-        idx = torch.randint(0, end, (num_batches, batch_size), generator=generator)
-    if positive_samples > 0 and positive_indices is not None and positive_indices.numel() > 0:
-        pick = torch.randint(0, positive_indices.numel(), (num_batches, positive_samples), generator=generator)
-        idx[:, :positive_samples] = positive_indices[pick]
-    return idx
+    @classmethod
+    def empty(cls, info: BufferInfo) -> OfflineOnlineBuffer:
+        return cls(make_replay_buffer(max(1, info.capacity)), info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OfflineOnlineBuffer:
+        """A buffer saved by :meth:`save` (``<run_dir>/buffer``)."""
+        path = Path(path)
+        meta = path / META_FILE
+        if not meta.is_file():
+            raise DatasetError(
+                f"{path} is not a saved ooo-lightning replay buffer (no {META_FILE} in it). "
+                "Point `data.buffer` at the `buffer/` folder of an explorer run directory."
+            )
+        info = BufferInfo(**json.loads(meta.read_text()))
+        replay = make_replay_buffer(info.capacity)
+        replay.loads(path)
+        if len(replay) and MC_RETURN_KEY not in replay.storage[0].keys():
+            # Saved before returns were stored: rebuild with the column added.
+            replay = _extend_from(select_transitions(replay.storage[torch.arange(len(replay))]), info.capacity)
+        if len(replay) != info.num_offline + info.num_online:
+            raise DatasetError(
+                f"{path}: the buffer holds {len(replay)} transitions but {META_FILE} says "
+                f"{info.num_offline} offline + {info.num_online} online; the folder is damaged."
+            )
+        return cls(replay, info)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.replay.dumps(path)
+        (path / META_FILE).write_text(json.dumps(asdict(self.info), indent=2))
+        return path
+
+    # --- reading ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.replay)
+
+    @property
+    def num_offline(self) -> int:
+        return self.info.num_offline
+
+    @property
+    def num_online(self) -> int:
+        return self.info.num_online
+
+    def rows(self, index: torch.Tensor) -> TensorDictBase:
+        """The transitions at storage ``index`` (any shape)."""
+        return self.replay.storage[index]
+
+    def rows_between(self, start: int, end: int) -> TensorDictBase:
+        return self.replay.storage[torch.arange(start, end)]
+
+    def offline_rows(self) -> TensorDictBase:
+        return self.rows_between(0, self.num_offline)
+
+    def online_rows(self) -> TensorDictBase:
+        return self.rows_between(self.num_offline, len(self))
+
+    # --- shaping the buffer for a phase -------------------------------------------------
+    def reserve(self, online_rows: int) -> None:
+        """Room for ``online_rows`` more transitions (a saved buffer is sized for what it held)."""
+        needed = len(self) + online_rows
+        if needed > self.info.capacity:
+            self.replay = _extend_from(self.rows_between(0, len(self)), needed)
+            self.info.capacity = needed
+
+    def prefix(self, online_steps: int | None) -> OfflineOnlineBuffer:
+        """The offline data plus the first ``online_steps`` online transitions, in a buffer of
+        their own; ``self`` when that is everything. With several ranks' blocks, the first
+        T / N rows of each block (each rank collected as many steps)."""
+        if online_steps is None or online_steps >= self.num_online:
+            return self
+        blocks = self.info.segments()
+        share = [online_steps // len(blocks) + (i < online_steps % len(blocks)) for i in range(len(blocks))]
+        taken = [min(k, end - start) for (start, end), k in zip(blocks, share)]
+        index = torch.cat([torch.arange(self.num_offline)] + [torch.arange(start, start + k) for (start, _), k in zip(blocks, taken)])
+        segments = taken if self.info.online_segments is not None else None
+        info = BufferInfo(**{**asdict(self.info), "capacity": len(index), "num_online": sum(taken), "online_segments": segments})
+        return OfflineOnlineBuffer(_extend_from(self.rows(index), len(index)), info)
+
+    # --- Monte-Carlo returns (Cal-QL's calibration) -------------------------------------
+    def use_returns(self, spec: ReturnSpec | None) -> None:
+        """Fills the return column for ``spec`` (None: the loss reads no returns). Done anew
+        for each phase: gamma and the reward shaping belong to the loss that trains."""
+        self._returns = spec
+        if spec is None:
+            return
+        if self.num_offline > 0:
+            self._fill_returns(0, self.num_offline, online=False)
+        self._returns_pending_from = self.num_offline
+        # Each rank's block is its own stream of episodes (a single block in one process).
+        for start, stop in self.info.segments():
+            if min(stop, len(self)) > start:
+                self._fill_returns(start, min(stop, len(self)), online=True)
+
+    def _fill_returns(self, start: int, end: int, online: bool) -> None:
+        """Returns of rows [start, end). Online, an episode still running at ``end`` stays
+        PENDING (uncalibrated) until it ends; offline, the end of the data truncates it."""
+        if end <= start:
+            return
+        spec = self._returns
+        rows = self.rows_between(start, end)
+        reward = spec.shaping(rows.get(("next", "reward")))
+        done = rows.get(("next", "done"))
+        returns = monte_carlo_returns(reward, done, spec.gamma, spec.failure_reward, open_end_pending=online)
+        self.replay.storage.set(slice(start, end), TensorDict({MC_RETURN_KEY: returns}, [end - start]), set_cursor=False)
+        if online:
+            ends = torch.nonzero(done.reshape(-1)).reshape(-1)
+            if ends.numel():
+                self._returns_pending_from = start + int(ends[-1]) + 1
+
+    # --- online data, several ranks, checkpoints ----------------------------------------
+    def add_online(self, transitions: TensorDictBase) -> None:
+        if len(self) + transitions.numel() > self.info.capacity:  # the storage would wrap onto the first rows
+            raise RuntimeError(f"the buffer holds {self.info.capacity} transitions: reserve() room for online data first")
+        self.replay.extend(select_transitions(transitions))
+        self.info.num_online += transitions.numel()
+        if self._returns is not None:
+            self._fill_returns(self._returns_pending_from, len(self), online=True)
+
+    def gather_ranks(self, device: torch.device) -> None:
+        """Under DDP: every rank's online rows, one block per rank, in every rank's buffer
+        (each rank collected as many steps). Nothing happens in a single process."""
+        if distributed.world_size() == 1 or self.info.online_segments is not None:
+            return  # one process, or gathered already (a run resumed after its last step)
+        lengths = distributed.all_gather_objects(self.num_online)
+        if len(set(lengths)) != 1:
+            raise RuntimeError(f"the ranks collected different numbers of online steps: {lengths}")
+        gathered = distributed.all_gather_rows(self.online_rows(), distributed.collective_device(device))  # [N, n]
+        merged = _extend_from(self.offline_rows(), self.num_offline + sum(lengths))
+        merged.extend(gathered.reshape(-1))
+        self.replay = merged
+        self.info.capacity = len(merged)
+        self.info.num_online = sum(lengths)
+        self.info.online_segments = list(lengths)
+
+    def online_state(self, device: torch.device) -> dict:
+        """What a checkpoint needs to rebuild the buffer: the online rows of every rank (the
+        offline rows are read again from the dataset). A collective under DDP."""
+        rows = self.online_rows()
+        if self.info.online_segments is None:  # each rank holds its own rows: gather them
+            rows = distributed.all_gather_rows(rows, distributed.collective_device(device))
+        # Else: the end of a DDP explorer, every rank holds all the rows already.
+        return {
+            "num_offline": self.num_offline,
+            "online_rows": {"/".join(k) if isinstance(k, tuple) else k: v for k, v in rows.items(True, True)},
+            "online_segments": self.info.online_segments,
+            "returns_pending_from": distributed.all_gather_objects(self._returns_pending_from),
+        }
+
+    def load_online_state(self, state: dict) -> None:
+        """Appends a checkpoint's online rows (this rank's) to a buffer of the offline data."""
+        if state["num_offline"] != self.num_offline:
+            raise ConfigError(
+                f"the checkpoint was taken with {state['num_offline']} offline transitions but the dataset now has "
+                f"{self.num_offline}: resume with the same data.dataset"
+            )
+        if len(self) > self.num_offline:
+            raise RuntimeError("load_online_state expects a buffer holding the offline data only")
+        rank = distributed.rank()
+        per_rank = state.get("online_segments") is None
+        flat = {tuple(k.split("/")) if "/" in k else k: (v[rank] if per_rank else v) for k, v in state["online_rows"].items()}
+        rows = TensorDict(flat, batch_size=[next(iter(flat.values())).shape[0]])
+        if rows.shape[0]:
+            if per_rank and not bool(rows.get(("next", "done"))[-1]):
+                # The episode running at the checkpoint was cut there: the resumed collector starts
+                # a new one, so the last row becomes a time-out (not a termination).
+                rows.get(("next", "truncated"))[-1] = True
+                rows.get(("next", "done"))[-1] = True
+            self.replay.extend(rows)
+        self.info.num_online = rows.shape[0]
+        self.info.online_segments = state.get("online_segments")
+        self._returns_pending_from = state["returns_pending_from"][rank]
+        if self._returns is not None:
+            self._fill_returns(self._returns_pending_from, len(self), online=True)

@@ -9,6 +9,8 @@ every step (its value if it went on failing forever), the reference's rule for f
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -16,6 +18,29 @@ import torch
 MC_RETURN_KEY = "mc_return"
 #: The value of rows whose episode has not ended yet: max(Q, -inf) leaves Q uncalibrated.
 PENDING = float("-inf")
+
+
+@dataclass(frozen=True)
+class RewardShaping:
+    """The task-reward shaping both agents train with: r <- (r + bias) * scale."""
+
+    bias: float = 0.0
+    scale: float = 1.0
+
+    def __call__(self, reward):
+        if self.bias != 0.0 or self.scale != 1.0:
+            return (reward + self.bias) * self.scale
+        return reward
+
+
+@dataclass(frozen=True)
+class ReturnSpec:
+    """The Monte-Carlo returns a loss reads: its discount, the reward shaping they are
+    summed under, and the shaped reward of a failed step in a sparse task (None: dense)."""
+
+    gamma: float
+    shaping: RewardShaping = field(default_factory=RewardShaping)
+    failure_reward: float | None = None
 
 
 def trajectory_return_to_go(

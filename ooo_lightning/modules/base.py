@@ -11,14 +11,17 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from tensordict import TensorDictBase
 
 from ooo_lightning.config_checks import ConfigError, check_loss_keys, check_ranges
 from ooo_lightning import distributed
 from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
-from ooo_lightning.data.buffer import TRANSITION_KEYS
+from ooo_lightning.data.buffer import TRANSITION_KEYS, OfflineOnlineBuffer
+from ooo_lightning.data.datamodule import DataRequest, ReplayDataModule
+from ooo_lightning.data.returns import ReturnSpec, RewardShaping
+from ooo_lightning.data.sampling import SamplingSpec
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss, staged_update
 
@@ -36,8 +39,9 @@ class NonFiniteLossError(FloatingPointError):
 class RLModule(LightningModule):
     """Base of ``ExplorerModule`` and ``ExploiterModule`` (see their docstrings for the args).
 
-    One training step = ``updates_per_step`` gradient updates on a stacked batch from
-    ``ReplayDataModule``. Logging happens every ``log_every`` training steps only: a
+    One training step = ``updates_per_step`` gradient updates on a stacked batch from the
+    ``OfflineOnlineBuffer`` that a ``ReplayDataModule`` prepares for the module's
+    ``data_request()`` (the ``BufferConnection`` callback makes the connection). Logging happens every ``log_every`` training steps only: a
     ``self.log`` call costs about as much as a tenth of an update.
     """
 
@@ -92,12 +96,9 @@ class RLModule(LightningModule):
         if not isinstance(self.loss, ActorCriticLoss):
             raise TypeError(f"loss must build an ActorCriticLoss, got {type(self.loss).__name__}")
         check_loss_keys(self.loss, TRANSITION_KEYS, type(self).__name__)
-        self.batch_size = batch_size
-        self.updates_per_step = updates_per_step
-        self.reward_scale = reward_scale
-        self.reward_bias = reward_bias
-        self.positive_samples = positive_samples
-        self.offline_fraction = offline_fraction
+        #: How each training step samples the buffer: declared here, once.
+        self.sampling = SamplingSpec(batch_size, updates_per_step, positive_samples, offline_fraction)
+        self.reward_shaping = RewardShaping(bias=reward_bias, scale=reward_scale)
         self.eval_every = eval_every
         self.eval_episodes = eval_episodes
         self.log_every = log_every
@@ -110,8 +111,44 @@ class RLModule(LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
         self._check_every_update = True
         self._ddp_model = None
+        #: Set by ``attach_buffer`` before training (the ``BufferConnection`` callback).
+        self.buffer: OfflineOnlineBuffer | None = None
 
-    # --- what the data module asks ------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.sampling.batch_size
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.sampling.updates_per_step
+
+    @property
+    def positive_samples(self) -> int:
+        return self.sampling.positive_samples
+
+    # --- the data -----------------------------------------------------------------------
+    def data_request(self) -> DataRequest:
+        """What this module needs from the data module (see ``DataRequest``)."""
+        return DataRequest(
+            env_id=self.env_id,
+            env_kwargs=self.env_kwargs,
+            observation_dim=self.observation_dim,
+            action_dim=self.action_dim,
+            sampling=self.sampling,
+            num_batches=self.num_training_steps,
+            online_capacity=self.online_capacity,
+            online_steps_limit=self.online_steps_limit,
+            returns=self.return_spec(),
+            batches_done=lambda: self.steps_done,
+        )
+
+    def attach_buffer(self, buffer: OfflineOnlineBuffer) -> None:
+        """The buffer to train on (and, for the explorer, to collect into)."""
+        self.buffer = buffer
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [BufferConnection()]
+
     @property
     def num_training_steps(self) -> int:
         raise NotImplementedError
@@ -126,9 +163,8 @@ class RLModule(LightningModule):
         """Transitions this module will add to the buffer."""
         return 0
 
-    def sampling_end(self, buffer_len: int, num_offline: int) -> int:
-        """Sample from storage indices [0, end)."""
-        return buffer_len
+    #: Train on the offline data plus this many online transitions only (None: all).
+    online_steps_limit: int | None = None
 
     @property
     def env_steps(self) -> int:
@@ -226,24 +262,19 @@ class RLModule(LightningModule):
         """Whether this step makes its updates (the explorer waits out its random warm-up)."""
         return True
 
-    def shape_reward(self, reward):
-        """Task-reward shaping shared by both modules: r <- (r + bias) * scale."""
-        if self.reward_bias != 0.0 or self.reward_scale != 1.0:
-            return (reward + self.reward_bias) * self.reward_scale
-        return reward
-
-    def mc_return_settings(self) -> tuple[float, float | None] | None:
-        """(gamma, shaped failure reward) of the Monte-Carlo returns the loss reads, or None
-        when it reads none (see ``ooo_lightning.data.returns``)."""
+    def return_spec(self) -> ReturnSpec | None:
+        """The Monte-Carlo returns the loss reads, or None when it reads none (see
+        ``ooo_lightning.data.returns``)."""
         if not self.loss.uses_mc_returns:
             return None
         failure = self.loss.sparse_failure_reward
-        return float(self.loss.gamma), (None if failure is None else float(self.shape_reward(failure)))
+        shaped_failure = None if failure is None else float(self.reward_shaping(failure))
+        return ReturnSpec(float(self.loss.gamma), self.reward_shaping, shaped_failure)
 
     def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
         """Shapes the task reward; returns the batch and extra losses to optimise (none here)."""
-        if self.reward_bias != 0.0 or self.reward_scale != 1.0:
-            batch.set(("next", "reward"), self.shape_reward(batch.get(("next", "reward"))))
+        if self.reward_shaping != RewardShaping():
+            batch.set(("next", "reward"), self.reward_shaping(batch.get(("next", "reward"))))
         return batch, {}
 
     def update(
@@ -365,3 +396,16 @@ class RLModule(LightningModule):
                 )
             self.load_rank_state(states[distributed.rank()])
         self._resumed = True
+
+
+class BufferConnection(Callback):
+    """Connects an ``RLModule`` to the ``ReplayDataModule`` it is fitted with: the data
+    module prepares the buffer for the module's ``data_request()`` and the module gets that
+    buffer. Lightning runs this after the data module's setup and before a checkpoint is
+    restored (whose online rows go into the prepared buffer)."""
+
+    def setup(self, trainer, pl_module: RLModule, stage: str) -> None:
+        data = trainer.datamodule
+        if not isinstance(data, ReplayDataModule):
+            raise ConfigError(f"{type(pl_module).__name__} trains on a ReplayDataModule: fit it with datamodule=ReplayDataModule(...)")
+        pl_module.attach_buffer(data.prepare(pl_module.data_request()))

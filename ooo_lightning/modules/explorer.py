@@ -199,7 +199,7 @@ class ExplorerModule(RLModule):
             if self._collector_iter is None:
                 self._start_collector()
             frames = next(self._collector_iter)
-            self.trainer.datamodule.add_online(frames)
+            self.buffer.add_online(frames)
             self._track_episodes(frames)
         if self.bonus is not None:
             self._show_new_rows_to_bonus()
@@ -207,21 +207,21 @@ class ExplorerModule(RLModule):
     def _show_new_rows_to_bonus(self) -> None:
         # Every transition in the buffer is shown once (offline data at the first step), so a
         # count bonus counts the data, not how often it was sampled.
-        replay = self.trainer.datamodule.replay
-        if len(replay) <= self.bonus_rows_seen:
+        buffer = self.buffer
+        if len(buffer) <= self.bonus_rows_seen:
             return
-        num_offline = self.trainer.datamodule.info.num_offline
+        num_offline = buffer.num_offline
         if self.bonus_rows_seen < num_offline:  # the same offline data on every rank: shown as is
-            self.bonus.observe(replay.storage[torch.arange(self.bonus_rows_seen, num_offline)].to(self.device))
+            self.bonus.observe(buffer.rows_between(self.bonus_rows_seen, num_offline).to(self.device))
             self.bonus_rows_seen = num_offline
-        if len(replay) > self.bonus_rows_seen:
-            rows = replay.storage[torch.arange(self.bonus_rows_seen, len(replay))]
+        if len(buffer) > self.bonus_rows_seen:
+            rows = buffer.rows_between(self.bonus_rows_seen, len(buffer))
             if distributed.world_size() > 1:
                 # Every rank collects as many steps per training step: the bonus sees all ranks' data.
                 device = distributed.collective_device(self.device)
                 rows = distributed.all_gather_rows(rows, device).reshape(-1)
             self.bonus.observe(rows.to(self.device))
-            self.bonus_rows_seen = len(replay)
+            self.bonus_rows_seen = len(buffer)
 
     def _start_collector(self) -> None:
         from torchrl.collectors import Collector
@@ -269,7 +269,7 @@ class ExplorerModule(RLModule):
             self._collector.shutdown()
             self._collector, self._collector_iter = None, None
         # Under DDP every rank leaves with the whole buffer: phase 3 trains on all of it.
-        self.trainer.datamodule.gather_ranks(self.device)
+        self.buffer.gather_ranks(self.device)
 
     # --- update -------------------------------------------------------------------------
     def learning_started(self) -> bool:
@@ -308,15 +308,14 @@ class ExplorerModule(RLModule):
         evenly spaced offline ones. A batch mean hides this: batches are almost all states
         the predictor already knows. Evenly spaced, not sampled, so that logging draws
         nothing from the training RNG."""
-        data = self.trainer.datamodule
-        num_offline, end = data.info.num_offline, len(data.replay)
+        num_offline, end = self.buffer.num_offline, len(self.buffer)
         blocks = {"offline": torch.linspace(0, num_offline - 1, min(rows, num_offline)).long() if num_offline else None,
                   "online": torch.arange(max(num_offline, end - rows), end) if end > num_offline else None}
         out: dict[str, float] = {}
         for name, idx in blocks.items():
             if idx is None or idx.numel() == 0:
                 continue
-            bonus = self.bonus.compute(data.replay.storage[idx].to(self.device), update=False)[0].float() * self.bonus_scale
+            bonus = self.bonus.compute(self.buffer.rows(idx).to(self.device), update=False)[0].float() * self.bonus_scale
             for label, q in (("p50", 0.5), ("p90", 0.9)):
                 out[f"bonus/{name}_{label}"] = float(bonus.quantile(q))
             out[f"bonus/{name}_max"] = float(bonus.max())

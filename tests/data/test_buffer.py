@@ -3,7 +3,8 @@ import torch
 from tensordict import TensorDict
 
 from ooo_lightning.data.d4rl import DatasetError
-from ooo_lightning.data.buffer import BufferInfo, load_buffer, make_replay_buffer, sample_indices, save_buffer
+from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
+from ooo_lightning.data.returns import MC_RETURN_KEY, ReturnSpec
 
 
 def _transitions(n: int, start: int = 0) -> TensorDict:
@@ -22,56 +23,96 @@ def _transitions(n: int, start: int = 0) -> TensorDict:
     )
 
 
+def _buffer(n_offline: int, n_online: int) -> OfflineOnlineBuffer:
+    """Row i observes (i, i); every 7th row is rewarding."""
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(n_offline + n_online, n_offline, n_online, 2, 2))
+    buffer.replay.extend(_transitions(n_offline + n_online))
+    return buffer
+
+
 def test_save_load_round_trip(tmp_path):
-    rb = make_replay_buffer(100)
-    rb.extend(_transitions(30))
-    rb.extend(_transitions(12, start=30))
-    info = BufferInfo(capacity=100, num_offline=30, num_online=12, observation_dim=2, action_dim=2, env_id="x")
-    save_buffer(rb, tmp_path / "buffer", info)
-    loaded, loaded_info = load_buffer(tmp_path / "buffer")
-    assert loaded_info == info
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(capacity=100, num_offline=30, num_online=0, observation_dim=2, action_dim=2, env_id="x"))
+    buffer.replay.extend(_transitions(30))
+    buffer.add_online(_transitions(12, start=30))
+    buffer.save(tmp_path / "buffer")
+    loaded = OfflineOnlineBuffer.load(tmp_path / "buffer")
+    assert loaded.info == BufferInfo(capacity=100, num_offline=30, num_online=12, observation_dim=2, action_dim=2, env_id="x")
     assert len(loaded) == 42
-    original = rb.storage[torch.arange(42)]
-    again = loaded.storage[torch.arange(42)]
+    original = buffer.rows_between(0, 42)
+    again = loaded.rows_between(0, 42)
     for key in original.keys(include_nested=True, leaves_only=True):
         assert torch.equal(original.get(key), again.get(key)), key
     # still appendable after loading
-    loaded.extend(_transitions(3, start=42))
+    loaded.add_online(_transitions(3, start=42))
     assert len(loaded) == 45
 
 
 def test_load_rejects_a_folder_that_is_not_a_buffer(tmp_path):
     with pytest.raises(DatasetError, match="not a saved ooo-lightning replay buffer"):
-        load_buffer(tmp_path)
+        OfflineOnlineBuffer.load(tmp_path)
 
 
 def test_load_detects_a_count_mismatch(tmp_path):
-    rb = make_replay_buffer(10)
-    rb.extend(_transitions(5))
-    save_buffer(rb, tmp_path / "b", BufferInfo(10, 5, 3, 2, 2))
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(10, 5, 3, 2, 2))
+    buffer.replay.extend(_transitions(5))
+    buffer.save(tmp_path / "b")
     with pytest.raises(DatasetError, match="damaged"):
-        load_buffer(tmp_path / "b")
+        OfflineOnlineBuffer.load(tmp_path / "b")
 
 
-def test_sample_indices_respects_the_prefix_and_upsamples_positives():
-    g = torch.Generator().manual_seed(0)
-    idx = sample_indices(50, num_batches=4, batch_size=32, generator=g)
-    assert idx.shape == (4, 32) and idx.min() >= 0 and idx.max() < 50
-    positives = torch.tensor([3, 17])
-    idx = sample_indices(50, 4, 32, positives, positive_samples=8, generator=g)
-    assert set(idx[:, :8].reshape(-1).tolist()) <= {3, 17}
-    # no positives yet: plain uniform sampling, no error
-    idx = sample_indices(50, 2, 32, torch.empty(0, dtype=torch.long), positive_samples=8, generator=g)
-    assert idx.shape == (2, 32)
+def test_reserve_grows_a_full_buffer_and_keeps_its_rows():
+    buffer = _buffer(10, 5)
+    buffer.reserve(20)
+    assert buffer.info.capacity == 35 and len(buffer) == 15
+    buffer.add_online(_transitions(20, start=15))
+    assert buffer.rows_between(0, 35)["observation"][:, 0].tolist() == list(range(35))
 
 
-def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
-    g = torch.Generator().manual_seed(0)
-    idx = sample_indices(1000, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
-    assert torch.all(idx[:, :5] < 900) and torch.all(idx[:, 5:] >= 900)
-    # Before any online row exists, every sample is offline.
-    idx = sample_indices(900, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
-    assert torch.all(idx < 900)
-    # Positives still take the first slots.
-    idx = sample_indices(1000, 4, 10, torch.tensor([950]), 2, num_offline=900, offline_fraction=0.5, generator=g)
-    assert torch.all(idx[:, :2] == 950)
+def test_a_prefix_is_a_buffer_of_its_own_and_the_whole_buffer_is_itself():
+    buffer = _buffer(10, 12)
+    assert buffer.prefix(None) is buffer and buffer.prefix(12) is buffer
+    prefix = buffer.prefix(4)
+    assert (len(prefix), prefix.num_online, prefix.info.online_segments) == (14, 4, None)
+    assert prefix.rows_between(0, 14)["observation"][:, 0].tolist() == list(range(14))
+    assert len(buffer) == 22  # untouched
+
+
+def _two_rank_buffer() -> OfflineOnlineBuffer:
+    # 10 offline rows, then rank 0's 6 online rows and rank 1's 6 (as a DDP explorer leaves them).
+    buffer = _buffer(10, 12)
+    buffer.info.online_segments = [6, 6]
+    return buffer
+
+
+def test_a_prefix_of_a_two_rank_buffer_takes_the_first_steps_of_each_rank():
+    prefix = _two_rank_buffer().prefix(4)
+    obs = prefix.rows_between(0, len(prefix))["observation"][:, 0].tolist()
+    assert obs == [*range(10), 10, 11, 16, 17]  # offline, rank 0's first 2, rank 1's first 2
+    assert (prefix.num_online, prefix.info.online_segments) == (4, [2, 2])
+
+
+def test_returns_do_not_run_across_the_ranks_blocks():
+    buffer = _two_rank_buffer()
+    done = buffer.rows_between(0, 22)[("next", "done")]
+    done[18] = True  # rank 0's block ends mid-episode; rank 1's first episode ends at row 18
+    buffer.replay.storage.set(slice(0, 22), buffer.rows_between(0, 22).set(("next", "done"), done), set_cursor=False)
+    buffer.use_returns(ReturnSpec(gamma=0.5))
+    returns = buffer.rows_between(0, 22)[MC_RETURN_KEY].reshape(-1)
+    # Rank 0's unfinished episode stays pending: it is not joined to rank 1's finished one.
+    assert torch.isinf(returns[10:16]).all()
+    assert torch.isfinite(returns[16:19]).all() and torch.isinf(returns[19:]).all()
+
+
+def test_online_rows_added_later_get_their_returns_once_their_episode_ends():
+    buffer = _buffer(4, 0)
+    buffer.reserve(4)
+    buffer.use_returns(ReturnSpec(gamma=0.5))
+    rows = _transitions(3, start=4)
+    rows.set(("next", "reward"), torch.ones(3, 1))
+    buffer.add_online(rows)
+    assert torch.isinf(buffer.rows_between(4, 7)[MC_RETURN_KEY]).all()  # the episode is still running
+    end = _transitions(1, start=7)
+    end.set(("next", "reward"), torch.ones(1, 1))
+    end.set(("next", "done"), torch.ones(1, 1, dtype=torch.bool))
+    buffer.add_online(end)
+    assert buffer.rows_between(4, 8)[MC_RETURN_KEY].reshape(-1).tolist() == [1.875, 1.75, 1.5, 1.0]

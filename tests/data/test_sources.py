@@ -197,8 +197,8 @@ def test_each_format_trains_an_agent_for_a_few_steps(tmp_path, minari_root, pmw_
     )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step > 0
-    assert cli.datamodule.info.num_offline == len(pmw_data["observations"])
-    assert cli.datamodule.info.dataset_name == ("ooo/pmw/train-v0" if fmt == "minari" else "pmw")
+    assert cli.datamodule.buffer.num_offline == len(pmw_data["observations"])
+    assert cli.datamodule.buffer.info.dataset_name == ("ooo/pmw/train-v0" if fmt == "minari" else "pmw")
 
 
 def test_d4rl_named_data_gets_a_normalized_score_in_results(tmp_path, pmw_data):

@@ -36,11 +36,11 @@ def test_explorer_pretrains_then_collects_into_the_buffer(tiny_dataset):
     _trainer().fit(module, datamodule=data)
     assert module.num_training_steps == 4 + 20
     assert module.num_updates == 24 * 4
-    assert module.env_steps == 40 and data.info.num_online == 40
-    assert len(data.replay) == data.info.num_offline + 40
+    assert module.env_steps == 40 and data.buffer.num_online == 40
+    assert len(data.buffer) == data.buffer.num_offline + 40
     # online transitions are real environment steps: the next observation of one step is the
     # observation of the next step within an episode
-    online = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))]
+    online = data.buffer.rows_between(data.buffer.num_offline, len(data.buffer))
     same_episode = ~online[:-1].get(("next", "done")).reshape(-1)
     assert torch.allclose(online[1:]["observation"][same_episode], online[:-1].get(("next", "observation"))[same_episode])
     # and every transition is one step of the dynamics, the first one included
@@ -58,7 +58,7 @@ def test_random_warm_up_acts_uniformly_and_learns_only_after_it(tiny_dataset):
     module.loss.actor.act = lambda obs, deterministic=False: torch.zeros(*obs.shape[:-1], 2)
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
-    actions = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))]["action"]
+    actions = data.buffer.rows_between(data.buffer.num_offline, len(data.buffer))["action"]
     assert actions.shape == (40, 2)
     assert (actions[:24].abs() > 0).all() and (actions[:24].abs() <= 1).all()
     assert actions[:24].std() > 0.3  # spread over the box, not near one action
@@ -78,9 +78,9 @@ def test_log_info_keys_follow_an_info_value_per_episode_and_reject_unknown_keys(
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
     assert module.online_episodes == 1 and len(module._recent_info_max["success"]) == 1
-    rewards = data.replay.storage[torch.arange(data.info.num_offline, len(data.replay))].get(("next", "reward"))
+    rewards = data.buffer.rows_between(data.buffer.num_offline, len(data.buffer)).get(("next", "reward"))
     assert module.extra_metrics()["online/success_max"] == float(rewards.max() > 0)
-    assert "success" not in data.replay.storage[0].keys(True)  # the buffer keeps transition fields only
+    assert "success" not in data.buffer.replay.storage[0].keys(True)  # the buffer keeps transition fields only
     module = ExplorerModule(ENV, SMALL, offline_updates=0, online_steps=8, updates_per_step=4, batch_size=32,
                             eval_every=0, log_info_keys=["x_progress"])
     with pytest.raises(ConfigError, match="x_progress.*not in ooo/PointMassWall-v1's info"):
@@ -92,7 +92,7 @@ def test_utd_ratio_below_one_collects_more_steps_than_it_updates(tiny_dataset):
                             batch_size=32, eval_every=0)
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
-    assert module.frames_per_step == 8 and module.env_steps == 40 and data.info.num_online == 40
+    assert module.frames_per_step == 8 and module.env_steps == 40 and data.buffer.num_online == 40
     assert module.num_updates == 4 * (2 + 5)  # 2 offline steps, then 5 online steps of 8 frames
     with pytest.raises(ConfigError, match="whole number of environment steps"):
         ExplorerModule(ENV, SMALL, utd_ratio=0.3, updates_per_step=4)
@@ -109,10 +109,10 @@ def test_exploiter_trains_on_a_prefix_and_reports_its_env_steps(tiny_dataset):
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(explorer, datamodule=data)
     exploiter = ExploiterModule(ENV, SMALL, updates=8, online_steps_limit=10, updates_per_step=4, batch_size=16, eval_every=0)
-    assert exploiter.sampling_end(len(data.replay), data.info.num_offline) == data.info.num_offline + 10
     phase3 = ReplayDataModule()
-    phase3.attach(data.replay, data.info)
+    phase3.attach(data.buffer)
     _trainer().fit(exploiter, datamodule=phase3)
+    assert len(exploiter.buffer) == data.buffer.num_offline + 10  # it sampled from the prefix only
     assert exploiter.env_steps == 10 and exploiter.num_updates == 8
 
 
@@ -177,8 +177,8 @@ def test_explorer_can_continue_from_a_saved_buffer(tiny_dataset, tmp_path):
     explorer2 = ExplorerModule(ENV, SMALL, bonus=None, offline_updates=0, online_steps=12, updates_per_step=4,
                                batch_size=16, eval_every=0)
     _trainer().fit(explorer2, datamodule=again)
-    assert again.info.num_online == 8 + 12
-    assert len(again.replay) == again.info.num_offline + 20 <= again.info.capacity
+    assert again.buffer.num_online == 8 + 12
+    assert len(again.buffer) == again.buffer.num_offline + 20 <= again.buffer.info.capacity
 
 
 def test_calql_explorer_stores_monte_carlo_returns_for_finished_episodes(tiny_dataset):
@@ -192,11 +192,11 @@ def test_calql_explorer_stores_monte_carlo_returns_for_finished_episodes(tiny_da
     )
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
-    rows = data.replay.storage[torch.arange(len(data.replay))]
+    rows = data.buffer.rows_between(0, len(data.buffer))
     stored = rows["mc_return"].reshape(-1)
     shaped = rows["next", "reward"].reshape(-1) - 1.0
     done = rows["next", "done"].reshape(-1)
-    n_off = data.info.num_offline
+    n_off = data.buffer.num_offline
     # Offline data: failures of a sparse task get r_fail / (1 - gamma) = -10 at every step.
     expected_offline = monte_carlo_returns(shaped[:n_off], done[:n_off], 0.9, failure_reward=-1.0)
     assert torch.allclose(stored[:n_off], expected_offline)
@@ -221,7 +221,7 @@ def test_count_bonus_counts_each_buffer_row_once(tiny_dataset):
     assert [name for name, _, _ in module.optimizer_specs()] == ["value", "actor", "qvalue"]
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
-    assert int(module.bonus.counts.sum()) == len(data.replay) == data.info.num_offline + 24
+    assert int(module.bonus.counts.sum()) == len(data.buffer) == data.buffer.num_offline + 24
 
 
 def test_explorer_collects_and_evaluates_under_bf16_mixed_precision(tiny_dataset):
@@ -235,4 +235,4 @@ def test_explorer_collects_and_evaluates_under_bf16_mixed_precision(tiny_dataset
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer(precision="bf16-mixed").fit(explorer, datamodule=data)
     assert explorer.env_steps == 16
-    assert data.replay.storage[torch.arange(len(data.replay))]["action"].dtype == torch.float32
+    assert data.buffer.rows_between(0, len(data.buffer))["action"].dtype == torch.float32

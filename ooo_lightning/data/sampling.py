@@ -1,0 +1,117 @@
+"""How a module samples its minibatches from an ``OfflineOnlineBuffer``.
+
+Each module declares one ``SamplingSpec``; ``BatchStream`` turns it into the stacked batches
+that a training step consumes (``[updates_per_step, batch_size]`` transitions drawn in one
+indexing call, so the per-step costs of Lightning and of sampling are paid once for several
+gradient updates). Nothing here needs a Trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from ooo_lightning.data.buffer import OfflineOnlineBuffer
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """What one training step draws.
+
+    Args:
+        batch_size: transitions per gradient update.
+        updates_per_step: gradient updates per training step (the batches drawn at once).
+        positive_samples: the first samples of each batch taken from transitions with a
+            positive task reward, when there are any (up-sampling rare successes).
+        offline_fraction: RLPD's symmetric sampling (0.5): that share of each batch from the
+            offline rows and the rest from the online rows, once both exist; None: uniform.
+    """
+
+    batch_size: int
+    updates_per_step: int = 1
+    positive_samples: int = 0
+    offline_fraction: float | None = None
+
+
+def sample_indices(
+    end: int,
+    num_batches: int,
+    batch_size: int,
+    positive_indices: torch.Tensor | None = None,
+    positive_samples: int = 0,
+    generator: torch.Generator | None = None,
+    num_offline: int = 0,
+    offline_fraction: float | None = None,
+) -> torch.Tensor:
+    """Uniform indices in [0, end) shaped [num_batches, batch_size]; the first
+    ``positive_samples`` of each batch come from ``positive_indices`` when there are any.
+
+    With ``offline_fraction``, that share of each batch comes from the offline rows
+    [0, num_offline) and the rest from the online rows [num_offline, end), once both exist."""
+    if offline_fraction is not None and 0 < num_offline < end:
+        n_offline = int(round(batch_size * offline_fraction))
+        idx = torch.cat(
+            [
+                torch.randint(0, num_offline, (num_batches, n_offline), generator=generator),
+                torch.randint(num_offline, end, (num_batches, batch_size - n_offline), generator=generator),
+            ],
+            1,
+        )
+    else:
+        idx = torch.randint(0, end, (num_batches, batch_size), generator=generator)
+    if positive_samples > 0 and positive_indices is not None and positive_indices.numel() > 0:
+        pick = torch.randint(0, positive_indices.numel(), (num_batches, positive_samples), generator=generator)
+        idx[:, :positive_samples] = positive_indices[pick]
+    return idx
+
+
+class BatchStream:
+    """``num_batches`` stacked batches of shape [updates_per_step, batch_size] from the buffer
+    as it is at each draw (the explorer appends to it between draws); an empty TensorDict
+    while the buffer is still empty, e.g. before the first online step.
+
+    ``batches_done`` says how many batches a resumed run has consumed already: the stream
+    then yields only the rest. Its length stays ``num_batches`` (Lightning counts the
+    restored steps against it)."""
+
+    def __init__(
+        self,
+        buffer: OfflineOnlineBuffer,
+        spec: SamplingSpec,
+        num_batches: int,
+        batches_done: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.buffer, self.spec, self.num_batches, self.batches_done = buffer, spec, num_batches, batches_done
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        buffer, spec = self.buffer, self.spec
+        positives = torch.empty(0, dtype=torch.long)
+        scanned = 0
+        for _ in range(self.num_batches - self.batches_done()):
+            end = len(buffer)
+            if end <= 0:
+                # Not None: Lightning skips the training step of a None batch, and the
+                # explorer's step is where the first data gets collected.
+                yield TensorDict({}, batch_size=[0])
+                continue
+            if spec.positive_samples > 0 and end > scanned:
+                # Incremental scan: only the rows added since the last batch.
+                reward = buffer.rows(torch.arange(scanned, end)).get(("next", "reward")).reshape(-1)
+                positives = torch.cat([positives, torch.nonzero(reward > 0).reshape(-1) + scanned])
+                scanned = end
+            idx = sample_indices(
+                end,
+                spec.updates_per_step,
+                spec.batch_size,
+                positives,
+                spec.positive_samples,
+                num_offline=buffer.num_offline,
+                offline_fraction=spec.offline_fraction,
+            )
+            yield buffer.rows(idx)

@@ -1,0 +1,64 @@
+import torch
+
+from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
+from ooo_lightning.data.sampling import BatchStream, SamplingSpec, sample_indices
+from test_buffer import _buffer, _transitions
+
+SPEC = SamplingSpec(batch_size=16, updates_per_step=3)
+
+
+def test_batches_are_stacked_and_counted():
+    batches = list(BatchStream(_buffer(40, 0), SPEC, num_batches=5))
+    assert len(batches) == 5
+    assert batches[0].batch_size == torch.Size([3, 16])
+
+
+def test_a_resumed_stream_yields_the_batches_that_remain():
+    stream = BatchStream(_buffer(40, 0), SPEC, num_batches=5, batches_done=lambda: 3)
+    assert len(stream) == 5 and len(list(stream)) == 2
+
+
+def test_a_prefix_limits_the_samples_to_offline_plus_first_online_steps():
+    prefix = _buffer(40, 60).prefix(10)
+    for batch in BatchStream(prefix, SPEC, num_batches=20):
+        assert batch["observation"][..., 0].max() < 50
+
+
+def test_positive_samples_come_from_rewarding_transitions():
+    spec = SamplingSpec(batch_size=16, updates_per_step=3, positive_samples=4)
+    for batch in BatchStream(_buffer(40, 0), spec, num_batches=5):
+        rewards = batch.get(("next", "reward"))[:, :4]
+        assert (rewards > 0).all()
+
+
+def test_empty_buffer_yields_empty_batches_until_data_arrives():
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(10, 0, 0, 2, 2))
+    it = iter(BatchStream(buffer, SPEC, num_batches=2))
+    assert next(it).batch_size.numel() == 0
+    buffer.add_online(_transitions(4))
+    assert next(it).batch_size == torch.Size([3, 16])
+    assert buffer.num_online == 4
+
+
+def test_sample_indices_respects_the_prefix_and_upsamples_positives():
+    g = torch.Generator().manual_seed(0)
+    idx = sample_indices(50, num_batches=4, batch_size=32, generator=g)
+    assert idx.shape == (4, 32) and idx.min() >= 0 and idx.max() < 50
+    positives = torch.tensor([3, 17])
+    idx = sample_indices(50, 4, 32, positives, positive_samples=8, generator=g)
+    assert set(idx[:, :8].reshape(-1).tolist()) <= {3, 17}
+    # no positives yet: plain uniform sampling, no error
+    idx = sample_indices(50, 2, 32, torch.empty(0, dtype=torch.long), positive_samples=8, generator=g)
+    assert idx.shape == (2, 32)
+
+
+def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
+    g = torch.Generator().manual_seed(0)
+    idx = sample_indices(1000, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx[:, :5] < 900) and torch.all(idx[:, 5:] >= 900)
+    # Before any online row exists, every sample is offline.
+    idx = sample_indices(900, 4, 10, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx < 900)
+    # Positives still take the first slots.
+    idx = sample_indices(1000, 4, 10, torch.tensor([950]), 2, num_offline=900, offline_fraction=0.5, generator=g)
+    assert torch.all(idx[:, :2] == 950)
