@@ -19,7 +19,7 @@ import torch
 import yaml
 from tensordict import TensorDict
 
-from ooo_lightning.data.generate import generate_for_env
+from ooo_lightning.datasets import generate_for_env
 from ooo_lightning.envs import POINT_MASS_WALL_ID
 from ooo_lightning.exploration import RNDBonus
 

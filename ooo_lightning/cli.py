@@ -20,7 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule
 from jsonargparse import set_parsing_settings
 from omegaconf.errors import InterpolationResolutionError
 from lightning.pytorch.cli import LightningCLI
@@ -31,10 +30,10 @@ from ooo_lightning import distributed
 from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import CheckpointSettings, resolve_resume
 from ooo_lightning.config_checks import ConfigError, check_trainer, error_in_chain
-from ooo_lightning.data.d4rl import DatasetError
+from ooo_lightning.data.schema import DatasetError
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
-from ooo_lightning.pipeline import OOOPipeline, PhaseRunner, format_results_table, unique_run_dir
+from ooo_lightning.pipeline import OOOPipeline, PhaseRunner, format_results_table, phases_of, unique_run_dir
 
 
 class OOOLightningCLI(LightningCLI):
@@ -43,9 +42,7 @@ class OOOLightningCLI(LightningCLI):
         # the subcommand puts them under ``fit.``, so make those paths relative.
         set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         super().__init__(
-            model_class=LightningModule,
             datamodule_class=ReplayDataModule,
-            subclass_mode_model=True,
             save_config_callback=None,  # the runner writes the resolved config into the run dir
             parser_kwargs={"parser_mode": "omegaconf+"},
             # Modules throttle their own logging (log_every), so let every log call through.
@@ -54,10 +51,18 @@ class OOOLightningCLI(LightningCLI):
             run=run,
         )
 
+    def add_core_arguments_to_parser(self, parser) -> None:
+        # As LightningCLI's, except the model: what to run, the whole pipeline (a plain
+        # object listing its phases) or one phase's LightningModule.
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+        parser.add_subclass_arguments((OOOPipeline, ExplorerModule, ExploiterModule), "model", required=True, fail_untyped=False)
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=self.subclass_mode_data)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(CheckpointSettings, "checkpoint")
 
-    def fit(self, model: LightningModule, datamodule: ReplayDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
+    def fit(self, model: Any, datamodule: ReplayDataModule | None = None, ckpt_path: str | None = None, **_: Any) -> None:
         if datamodule is None:
             datamodule = ReplayDataModule()
         check_trainer(self.trainer)
@@ -88,17 +93,9 @@ class OOOLightningCLI(LightningCLI):
         self.results = runner.results
 
     @staticmethod
-    def _run_phases(runner: PhaseRunner, model: LightningModule, datamodule: ReplayDataModule) -> None:
-        if isinstance(model, OOOPipeline):
-            runner.run_pipeline(model, datamodule)
-        elif isinstance(model, ExplorerModule):
-            runner.run_explorer(model, datamodule)
-        elif isinstance(model, ExploiterModule):
-            runner.run_exploiter(model, datamodule)
-        else:
-            raise TypeError(
-                f"model must be an OOOPipeline, ExplorerModule or ExploiterModule, got {type(model).__name__}"
-            )
+    def _run_phases(runner: PhaseRunner, model: Any, datamodule: ReplayDataModule) -> None:
+        for phase in phases_of(model):
+            phase.run(runner, datamodule)
 
     def _new_run_dir(self):
         """A fresh run directory, the same one in every process of a multi-process run."""

@@ -19,10 +19,11 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ooo_lightning.config_checks import ConfigError, check_ranges
@@ -41,12 +42,12 @@ log = logging.getLogger(__name__)
 TrainerFactory = Callable[..., Trainer]
 
 
-class OOOPipeline(LightningModule):
+class OOOPipeline:
     """A whole OOO run: ``explorer`` (phases 1 and 2) then ``exploiter`` (phase 3), every
     policy evaluated at the end on the same ``final_eval_episodes`` episodes.
 
-    This module is a container for the configuration; ``ooo-lightning fit`` runs each of
-    its phases with a Trainer of its own.
+    A plain object, the config's ``model``: ``phases()`` lists what ``ooo-lightning fit``
+    runs in order, each phase with a Trainer of its own.
 
     Args:
         explorer: the exploration agent (``ExplorerModule``); null runs phase 3 alone on a
@@ -70,7 +71,6 @@ class OOOPipeline(LightningModule):
         final_eval_episodes: int = 50,
         eval_seed: int = 10_000,
     ) -> None:
-        super().__init__()
         check_ranges("OOOPipeline", final_eval_episodes=(final_eval_episodes, ">= 1"))
         if explorer is None and exploiter is None:
             raise ConfigError("the pipeline needs an explorer, an exploiter, or both")
@@ -84,6 +84,8 @@ class OOOPipeline(LightningModule):
         if exploiter_online_steps is not None:
             if exploiter is None:
                 raise ConfigError("exploiter_online_steps needs an exploiter")
+            if exploiter.online_steps_limit is not None:
+                raise ConfigError("set either exploiter_online_steps (one exploiter per T) or the exploiter's online_steps_limit, not both")
             if not exploiter_online_steps or any(t < 0 for t in exploiter_online_steps):
                 raise ConfigError(f"exploiter_online_steps must be a non-empty list of steps >= 0, got {exploiter_online_steps}")
             exploiter_online_steps = sorted(set(int(t) for t in exploiter_online_steps))
@@ -92,6 +94,82 @@ class OOOPipeline(LightningModule):
         self.exploiter_online_steps = exploiter_online_steps
         self.final_eval_episodes = final_eval_episodes
         self.eval_seed = eval_seed
+
+    def phases(self) -> list[Phase]:
+        phases: list[Phase] = []
+        if self.explorer is not None:
+            phases.append(ExplorerPhase(self.explorer))
+        if self.exploiter is not None:
+            phases.append(ExploiterPhase(self.exploiter, self.exploiter_online_steps))
+        return phases
+
+
+class Phase(Protocol):
+    def run(self, runner: PhaseRunner, data: ReplayDataModule) -> None:
+        """Fits the phase on ``data`` (whose buffer it may leave for the next phase)."""
+
+
+@dataclass
+class ExplorerPhase:
+    """Phases 1 and 2: the explorer pre-trains offline, then collects online into the buffer,
+    which is saved to ``<run_dir>/buffer`` with a picture of the states it visited."""
+
+    module: ExplorerModule
+
+    def run(self, runner: PhaseRunner, data: ReplayDataModule) -> None:
+        if runner.finished("explorer"):
+            data.attach(OfflineOnlineBuffer.load(runner.run_dir / "buffer"))
+            return
+        runner.fit("explorer", self.module, data)
+        if distributed.is_rank_zero():
+            # The buffer before the results: a run whose results name the explorer has its buffer.
+            runner.save_buffer(data.buffer)
+            runner.write_results()
+            runner.plot_visits(data.buffer, self.module.env_id, self.module.env_kwargs)
+
+
+@dataclass
+class ExploiterPhase:
+    """Phase 3: a fresh exploiter on the buffer, or, with ``online_steps``, one fresh
+    exploiter per T on the offline data plus the first T online transitions."""
+
+    module: ExploiterModule
+    online_steps: list[int] | None = None
+
+    def run(self, runner: PhaseRunner, data: ReplayDataModule) -> None:
+        if self.online_steps is None:
+            # On the buffer an explorer left, or on what the data module loads (a dataset or a saved buffer).
+            runner.fit_exploiter("exploiter", self.module, data if data.buffer is None else _sharing(data.buffer))
+            return
+        buffer = data.buffer if data.buffer is not None else data.load_saved_buffer()
+        for steps in self.online_steps:
+            whole = steps >= buffer.num_online
+            # A fresh, untrained agent for each T, on its own prefix of the buffer.
+            runner.fit_exploiter("exploiter" if whole else f"exploiter_T{steps}", copy.deepcopy(self.module),
+                                 _sharing(buffer.prefix(None if whole else steps)))
+            if whole:
+                break  # larger T would train on the same data again
+        if distributed.is_rank_zero():
+            runner.plot_online_steps_curve()
+
+
+def _sharing(buffer: OfflineOnlineBuffer) -> ReplayDataModule:
+    # Phase 3 starts from the in-memory buffer (also saved to <run_dir>/buffer).
+    data = ReplayDataModule()
+    data.attach(buffer)
+    return data
+
+
+def phases_of(model: Any) -> list[Phase]:
+    """What ``ooo-lightning fit`` runs for the config's ``model``: a whole pipeline, or one
+    phase's module on its own."""
+    if isinstance(model, OOOPipeline):
+        return model.phases()
+    if isinstance(model, ExplorerModule):
+        return [ExplorerPhase(model)]
+    if isinstance(model, ExploiterModule):
+        return [ExploiterPhase(model)]
+    raise TypeError(f"model must be an OOOPipeline, ExplorerModule or ExploiterModule, got {type(model).__name__}")
 
 
 def unique_run_dir(path: str | Path) -> Path:
@@ -178,86 +256,41 @@ class PhaseRunner:
         log.info("%s: %s", phase, result)
         return result
 
-    def _done(self, phase: str) -> bool:
+    def finished(self, phase: str) -> bool:
+        """Whether a resumed run finished ``phase`` already (it has an entry in results.json)."""
         if self.resume and phase in self.results:
             log.info("%s: finished in the earlier run, not run again", phase)
             return True
         return False
 
-    def run_explorer(self, explorer: ExplorerModule, data: ReplayDataModule) -> EvalResult | None:
-        if self._done("explorer"):
-            data.attach(OfflineOnlineBuffer.load(self.run_dir / "buffer"))
-            return None
-        result = self.fit("explorer", explorer, data)
+    def fit_exploiter(self, phase: str, exploiter: ExploiterModule, data: ReplayDataModule) -> None:
+        if self.finished(phase):
+            return
+        self.fit(phase, exploiter, data)
         if distributed.is_rank_zero():
-            # The buffer before the results: a run whose results name the explorer has its buffer.
-            self._save_buffer(data)
             self.write_results()
-            self._plot_visits(data.buffer, explorer.env_id, explorer.env_kwargs)
-        return result
 
-    def _save_buffer(self, data: ReplayDataModule) -> None:
+    def save_buffer(self, buffer: OfflineOnlineBuffer) -> None:
         final, tmp = self.run_dir / "buffer", self.run_dir / "buffer.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        data.save(tmp)
+        buffer.save(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
 
-    def run_exploiter(self, exploiter: ExploiterModule, data: ReplayDataModule, phase: str = "exploiter") -> EvalResult | None:
-        if self._done(phase):
-            return None
-        result = self.fit(phase, exploiter, data)
-        if distributed.is_rank_zero():
-            self.write_results()
-        return result
-
-    def run_pipeline(self, pipeline: OOOPipeline, data: ReplayDataModule) -> dict[str, Any]:
-        if pipeline.explorer is not None:
-            self.run_explorer(pipeline.explorer, data)
-        if pipeline.exploiter is None:
-            return self.results
-        if pipeline.explorer is None and data.buffer is None:
-            data.load_saved_buffer()  # phase 3 alone
-        if pipeline.exploiter_online_steps is None:
-            self.run_exploiter(pipeline.exploiter, self._shared(data))
-            return self.results
-        collected = data.buffer.num_online
-        for steps in pipeline.exploiter_online_steps:
-            whole = steps >= collected
-            exploiter = copy.deepcopy(pipeline.exploiter)  # a fresh, untrained agent for each T
-            exploiter.online_steps_limit = None if whole else steps
-            self.run_exploiter(exploiter, self._shared(data), "exploiter" if whole else f"exploiter_T{steps}")
-            if whole:
-                break  # larger T would train on the same data again
-        if distributed.is_rank_zero():
-            self._plot_online_steps_curve()
-        return self.results
-
-    @staticmethod
-    def _shared(data: ReplayDataModule) -> ReplayDataModule:
-        # Phase 3 starts from the same in-memory buffer (also saved to <run_dir>/buffer).
-        shared = ReplayDataModule()
-        shared.attach(data.buffer)
-        return shared
-
-    def _plot_online_steps_curve(self) -> None:
+    def plot_online_steps_curve(self) -> None:
         from ooo_lightning.plots import plot_exploiter_against_online_steps
 
         plot_exploiter_against_online_steps(self.results, self.run_dir / "plots" / "exploiter_vs_online_steps.png")
 
-    def _plot_visits(self, buffer: OfflineOnlineBuffer, env_id: str, env_kwargs: dict) -> None:
-        from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID, point_mass_wall_layout
-        from ooo_lightning.plots import plot_point_mass_visits
+    def plot_visits(self, buffer: OfflineOnlineBuffer, env_id: str, env_kwargs: dict) -> None:
+        from ooo_lightning.envs import task_tools
 
-        path = self.run_dir / "plots" / "visited_states.png"
+        tools = task_tools(env_id)
+        if tools.plot_visits is None:
+            return  # no picture of this task's states
         obs = buffer.rows_between(0, len(buffer)).get("observation").numpy()
         offline, online = obs[: buffer.num_offline], obs[buffer.num_offline :]
-        if env_id == POINT_MASS_WALL_ID:
-            plot_point_mass_visits(offline, online, path, point_mass_wall_layout(env_kwargs))
-        elif env_id in (POINT_MAZE_MEDIUM_ID, POINT_MAZE_LARGE_ID):
-            from ooo_lightning.envs.maze_data import plot_maze_visits
-
-            plot_maze_visits(offline, online, "medium" if env_id == POINT_MAZE_MEDIUM_ID else "large", path)
+        tools.call("plot_visits", offline, online, self.run_dir / "plots" / "visited_states.png", env_kwargs=env_kwargs)
 
     def write_results(self) -> Path:
         from ooo_lightning.plots import plot_learning_curves

@@ -1,11 +1,11 @@
-"""Pictures of a run: learning curves from the CSV logs, and where the states were."""
+"""Pictures of a run: learning curves from the CSV logs and the exploiter against online steps
+(the pictures of a task's states are the environment's: ``ooo_lightning.envs.task_tools``)."""
 
 from __future__ import annotations
 
 import csv
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,9 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ooo_lightning.output import save_figure  # noqa: E402
-
-if TYPE_CHECKING:
-    from ooo_lightning.envs.point_mass_wall import WallLayout
 
 
 def read_metrics(csv_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -88,44 +85,6 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
             ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
     return save_figure(fig, run_dir / "plots" / "learning_curves.png", dpi=110)
-
-
-def _draw_point_mass_states(ax: plt.Axes, states: np.ndarray, title: str, bins: int, layout: "WallLayout") -> None:
-    """Heat map of ``states`` over the arena with the walls, start and goal of ``layout``."""
-    extent = (*layout.x_bounds, *layout.y_bounds)
-    hist, _, _ = np.histogram2d(states[:, 0], states[:, 1], bins=bins, range=[list(layout.x_bounds), list(layout.y_bounds)])
-    ax.imshow(np.log1p(hist.T), origin="lower", extent=extent, cmap="viridis", aspect="auto")
-    for i, ((x0, y0), (x1, y1)) in enumerate(layout.walls):
-        ax.plot([x0, x1], [y0, y1], color="white", lw=3, label="wall" if i == 0 else None)
-    ax.add_patch(plt.Circle(layout.goal, layout.goal_radius, color="red", fill=False, lw=2, label="goal"))
-    ax.plot(*layout.start, marker="*", color="orange", ms=12, ls="", label="start")
-    ax.set_title(f"{title}: {len(states)} states")
-    ax.set_xlabel("x")
-    ax.set_xlim(layout.x_bounds)
-    ax.set_ylim(layout.y_bounds)
-
-
-def plot_point_mass_visits(
-    offline: np.ndarray, online: np.ndarray, out: str | Path, layout: "WallLayout", bins: int = 60
-) -> Path:
-    """Heat maps of the observations visited offline and online on point-mass-wall, with the
-    layout's walls, start and goal drawn."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
-    _draw_point_mass_states(axes[0], offline, "offline dataset", bins, layout)
-    _draw_point_mass_states(axes[1], online, "online (explorer)", bins, layout)
-    axes[0].set_ylabel("y")
-    axes[1].legend(loc="upper right", fontsize=8)
-    fig.suptitle("visited states, log(1 + count)")
-    return save_figure(fig, out, dpi=110)
-
-
-def plot_point_mass_coverage(observations: np.ndarray, out: str | Path, layout: "WallLayout", bins: int = 60) -> Path:
-    """Where a point-mass-wall dataset's states lie (the dataset command's picture)."""
-    fig, ax = plt.subplots(figsize=(6, 5))
-    _draw_point_mass_states(ax, observations, "offline dataset", bins, layout)
-    ax.set_ylabel("y")
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(fig, out, dpi=110)
 
 
 def plot_exploiter_against_online_steps(results: dict, path: str | Path) -> Path | None:

@@ -10,6 +10,24 @@ from ooo_lightning.data.d4rl import write_d4rl_hdf5
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the plotting functions write, kept for inspection (still written)."""
+    from ooo_lightning import plots
+    from ooo_lightning.envs import point_mass_pictures
+
+    drawn = []
+    write = plots.save_figure
+
+    def keep(fig, path, **kwargs):
+        drawn.append(fig)
+        return write(fig, path, **kwargs)
+
+    for module in (plots, point_mass_pictures):
+        monkeypatch.setattr(module, "save_figure", keep)
+    return drawn
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "pmw_tiny.hdf5"

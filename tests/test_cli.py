@@ -82,7 +82,7 @@ def test_impossible_configs_fail_at_start_up_before_any_data(tmp_path, capsys, a
 
 
 def test_a_dataset_generated_for_another_layout_is_refused(tmp_path, capsys):
-    from ooo_lightning.data.generate import generate_for_env
+    from ooo_lightning.datasets import generate_for_env
     from ooo_lightning.envs import POINT_MASS_WALL_ID
 
     data = tmp_path / "pmw.hdf5"

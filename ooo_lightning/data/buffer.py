@@ -13,7 +13,7 @@ from torchrl.data import LazyTensorStorage, ReplayBuffer
 
 from ooo_lightning import distributed
 from ooo_lightning.config_checks import ConfigError
-from ooo_lightning.data.d4rl import DatasetError
+from ooo_lightning.data.schema import DatasetError
 from ooo_lightning.data.returns import MC_RETURN_KEY, PENDING, ReturnSpec, monte_carlo_returns
 
 #: The transition fields the buffer keeps (TorchRL's key names).

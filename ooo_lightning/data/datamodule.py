@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -24,8 +24,19 @@ from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer, select_transitions
 from ooo_lightning.data.returns import ReturnSpec
 from ooo_lightning.data.sampling import BatchStream, SamplingSpec
+from ooo_lightning.data.schema import to_tensordict
 
 log = logging.getLogger(__name__)
+
+
+class GeneratedDataset(Protocol):
+    """A task's dataset that the project can make (the task's ``TaskDataset``)."""
+
+    def check(self, path: Path) -> None:
+        """Raises ValueError when the file at ``path`` was made for another task or layout."""
+
+    def generate(self, path: Path, **settings: Any) -> None:
+        """Writes the dataset to ``path`` (settings: episodes, steps, seed, noise, missing_goal_radius)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class DataRequest:
         online_steps_limit: train on the offline data plus the first this many online
             transitions only (a buffer prefix); None: all of it.
         returns: the Monte-Carlo returns the loss reads; None: none.
+        generated_dataset: how to make the task's dataset when ``data.dataset`` names a
+            missing file and ``data.generate_missing_dataset`` is set.
         batches_done: how many batches a resumed phase has consumed (read when the batches
             start, after the checkpoint is loaded).
     """
@@ -53,6 +66,7 @@ class DataRequest:
     online_capacity: int = 0
     online_steps_limit: int | None = None
     returns: ReturnSpec | None = None
+    generated_dataset: GeneratedDataset | None = None
     batches_done: Callable[[], int] = lambda: 0
 
 
@@ -152,12 +166,11 @@ class ReplayDataModule(LightningDataModule):
         if not self.dataset:
             info.reference_returns = self._reference(None, {})
             return OfflineOnlineBuffer.empty(info)
-        from ooo_lightning.data.d4rl import to_tensordict
         from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 
         source = resolve_source(self.dataset)
         if source.kind != "minari" and self.generate_missing_dataset:
-            self._generate_or_check(Path(source.location), request.env_id, request.env_kwargs)
+            self._generate_or_check(Path(source.location), request.generated_dataset)
         data, meta = load_offline_dataset(
             self.dataset, obs_dim=request.observation_dim, act_dim=request.action_dim, observation_key=self.observation_key
         )
@@ -177,30 +190,22 @@ class ReplayDataModule(LightningDataModule):
         found = resolve_reference(self.score_reference, name, meta)
         return list(found) if found is not None else None
 
-    def _generate_or_check(self, path: Path, env_id: str, env_kwargs: dict) -> None:
-        from ooo_lightning.data.generate import check_generation_record, generate_for_env, generators
-
+    def _generate_or_check(self, path: Path, dataset: GeneratedDataset | None) -> None:
+        if dataset is None:
+            return  # nothing to generate with: the reader reports a missing file
         if path.exists():
             try:
-                check_generation_record(path, env_id, env_kwargs)
+                dataset.check(path)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
             return
-        if env_id not in generators():
-            raise FileNotFoundError(
-                f"offline dataset {path} does not exist, and the project can only generate datasets for "
-                f"{sorted(generators())} (the environment is {env_id!r}); give the path of an existing "
-                "D4RL HDF5 / npz file or a local Minari id."
-            )
-        generate_for_env(
-            env_id,
+        dataset.generate(
             path,
             episodes=self.generated_episodes,
             steps=self.generated_steps,
             seed=self.generated_seed,
             noise=self.generated_noise,
             missing_goal_radius=self.generated_missing_goal_radius,
-            env_kwargs=env_kwargs,
         )
 
     def _check_dims(self, request: DataRequest) -> None:

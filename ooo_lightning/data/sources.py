@@ -10,7 +10,7 @@
 
 Every reader returns the same validated dict (float32 arrays, bool flags, derived
 ``next_observations`` where a file lacks them) through
-:func:`ooo_lightning.data.d4rl.validate_transitions`, so the checks and error messages are
+:func:`ooo_lightning.data.schema.validate_transitions`, so the checks and error messages are
 the same whatever the format.
 """
 
@@ -24,13 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ooo_lightning.data.d4rl import (
-    OPTIONAL_KEYS,
-    REQUIRED_KEYS,
-    DatasetError,
-    load_d4rl_hdf5,
-    validate_transitions,
-)
+from ooo_lightning.data.d4rl import load_d4rl_hdf5
+from ooo_lightning.data.schema import OPTIONAL_KEYS, REQUIRED_KEYS, DatasetError, validate_transitions
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 NPZ_SUFFIXES = (".npz",)

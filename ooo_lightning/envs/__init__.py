@@ -1,10 +1,16 @@
-"""Environments; importing this package registers them with gymnasium.
+"""Environments; importing this package registers them with gymnasium, and with each the
+project's tools for it (``task_tools``: dataset generator, pictures of its states).
 
 Registration uses string entry points, so the MuJoCo-based tasks (and mujoco,
 gymnasium-robotics) are only imported when one of them is made.
 """
 
 from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium
 
@@ -46,6 +52,71 @@ def point_mass_wall_layout(env_kwargs: dict | None = None) -> WallLayout:
     return PointMassWallEnv(**layout).layout
 
 
+def point_mass_wall_record(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env_kwargs a point-mass-wall dataset depends on, canonical: a layout given with its
+    defaults spelled out equals the default layout."""
+    steps = env_kwargs.get("max_episode_steps", gymnasium.spec(POINT_MASS_WALL_ID).max_episode_steps)
+    return {**point_mass_wall_layout(env_kwargs).as_kwargs(), "max_episode_steps": steps}
+
+
+@dataclass(frozen=True)
+class TaskTools:
+    """What the project has for a task besides its environment, as ``module:function`` paths
+    imported on first use. Each function also receives ``kwargs`` (e.g. the maze size).
+
+    * ``generate_dataset(*, episodes, steps, seed, noise, missing_goal_radius, env_kwargs)``:
+      the task's offline data as D4RL arrays;
+    * ``plot_dataset(data, path, *, missing_goal_radius, env_kwargs)``: its coverage picture;
+    * ``plot_visits(offline, online, path, *, env_kwargs)``: a run's visited states, from the
+      observations of the offline data and of the explorer's online steps;
+    * ``data_record(env_kwargs)``: the env_kwargs a generated dataset depends on (default:
+      all of them), recorded next to the file so that a stale file is noticed.
+    """
+
+    generate_dataset: str | None = None
+    plot_dataset: str | None = None
+    plot_visits: str | None = None
+    data_record: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def call(self, tool: str, *args: Any, **kwargs: Any) -> Any:
+        module, name = getattr(self, tool).split(":")
+        return getattr(importlib.import_module(module), name)(*args, **{**self.kwargs, **kwargs})
+
+    def record(self, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.data_record is None:
+            return json.loads(json.dumps(env_kwargs, sort_keys=True))
+        module, name = self.data_record.split(":")
+        return getattr(importlib.import_module(module), name)(env_kwargs)
+
+
+def _maze_tools(size: str) -> TaskTools:
+    where = "ooo_lightning.envs.maze_data"
+    return TaskTools(f"{where}:generate_dataset", f"{where}:plot_dataset", f"{where}:plot_visits", kwargs={"size": size})
+
+
+_TOOLS: dict[str, TaskTools] = {
+    POINT_MASS_WALL_ID: TaskTools(
+        generate_dataset="ooo_lightning.envs.scripted:generate_dataset",
+        plot_dataset="ooo_lightning.envs.point_mass_pictures:plot_dataset",
+        plot_visits="ooo_lightning.envs.point_mass_pictures:plot_visits",
+        data_record="ooo_lightning.envs:point_mass_wall_record",
+    ),
+    POINT_MAZE_MEDIUM_ID: _maze_tools("medium"),
+    POINT_MAZE_LARGE_ID: _maze_tools("large"),
+}
+
+
+def task_tools(env_id: str) -> TaskTools:
+    """The project's tools for ``env_id`` (none for a task it only knows as an environment)."""
+    return _TOOLS.get(env_id, TaskTools())
+
+
+def dataset_env_ids() -> list[str]:
+    """The tasks whose offline dataset the project can generate."""
+    return sorted(env_id for env_id, tools in _TOOLS.items() if tools.generate_dataset)
+
+
 __all__ = [
     "ANT_SPARSE_ID",
     "HALF_CHEETAH_SPARSE_ID",
@@ -53,6 +124,9 @@ __all__ = [
     "POINT_MAZE_LARGE_ID",
     "POINT_MAZE_MEDIUM_ID",
     "PointMassWallEnv",
+    "TaskTools",
     "WallLayout",
+    "dataset_env_ids",
     "point_mass_wall_layout",
+    "task_tools",
 ]

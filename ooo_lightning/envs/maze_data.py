@@ -15,7 +15,7 @@ data" setting of the OOO paper (arXiv 2310.08558), where offline RL alone cannot
 reach a goal it never saw.
 
 Written to disk (HDF5, npz or Minari, with the coverage picture) by ``ooo-lightning-data
-pointmaze`` (:mod:`ooo_lightning.data.generate`).
+pointmaze`` (:mod:`ooo_lightning.datasets`).
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def plot_coverage(
     return save_figure(fig, path, dpi=120)
 
 
-def plot_maze_visits(offline: np.ndarray, online: np.ndarray, size: str, path: str | Path) -> Path:
+def plot_visits(offline: np.ndarray, online: np.ndarray, path: str | Path, *, size: str, **_: object) -> Path:
     """Offline data and the explorer's online states side by side (a run's visited_states.png)."""
     from matplotlib.figure import Figure
 
@@ -384,3 +384,19 @@ def plot_maze_visits(offline: np.ndarray, online: np.ndarray, size: str, path: s
         draw_maze_states(fig, ax, positions, size, f"{name}: {len(positions)} states")
     fig.suptitle("visited states, log scale")
     return save_figure(fig, path, dpi=120)
+
+
+def generate_dataset(*, size: str, steps: int, seed: int, noise: float, missing_goal_radius: float | None,
+                     **_: object) -> dict[str, np.ndarray]:
+    """``generate_pointmaze_dataset`` in the form ``ooo_lightning.envs.task_tools`` registers."""
+    return generate_pointmaze_dataset(size=size, num_steps=steps, seed=seed, action_noise=noise,
+                                      missing_goal_radius=missing_goal_radius)[0]
+
+
+def plot_dataset(data: Mapping[str, np.ndarray], path: str | Path, *, size: str, missing_goal_radius: float | None = None,
+                 **_: object) -> Path:
+    """The dataset command's coverage picture."""
+    title = f"PointMaze {size}: {len(data['observations'])} transitions"
+    if missing_goal_radius:
+        title += f", none within {missing_goal_radius} of the goal"
+    return plot_coverage(data, size, path, title=title, missing_goal_radius=missing_goal_radius)

@@ -37,7 +37,7 @@ START: Point = (0.0, 0.5)
 START_NOISE: float = 0.02
 GOAL: Point = (1.0, 0.15)
 #: The paper uses 0.01; with continuous actions of up to 0.05 per step such a small disc is
-#: hard to hit (README: docs/point_mass_goal_radius.md), so we use 0.05 to keep the task
+#: hard to hit (docs/design.md#the-goal-radius-005-not-001), so we use 0.05 to keep the task
 #: about *exploration* rather than precision.  ``goal_radius: 0.01`` gives the paper's.
 GOAL_RADIUS: float = 0.05
 MAX_EPISODE_STEPS: int = 150

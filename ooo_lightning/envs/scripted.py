@@ -139,3 +139,8 @@ def generate_point_mass_wall_dataset(
     (N, 2)), ``rewards`` (float32, (N,)), ``terminals``, ``timeouts`` (bool, (N,)).
     """
     return _generate(num_episodes, seed, noise, env_kwargs)[0]
+
+
+def generate_dataset(*, episodes: int, seed: int, noise: float, env_kwargs: dict | None = None, **_: object) -> dict[str, np.ndarray]:
+    """``generate_point_mass_wall_dataset`` in the form ``ooo_lightning.envs.task_tools`` registers."""
+    return generate_point_mass_wall_dataset(episodes, seed, noise, env_kwargs)

@@ -22,6 +22,7 @@ from ooo_lightning.data.buffer import TRANSITION_KEYS, OfflineOnlineBuffer
 from ooo_lightning.data.datamodule import DataRequest, ReplayDataModule
 from ooo_lightning.data.returns import ReturnSpec, RewardShaping
 from ooo_lightning.data.sampling import SamplingSpec
+from ooo_lightning.datasets import TaskDataset
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss, staged_update
 
@@ -139,6 +140,7 @@ class RLModule(LightningModule):
             online_capacity=self.online_capacity,
             online_steps_limit=self.online_steps_limit,
             returns=self.return_spec(),
+            generated_dataset=TaskDataset(self.env_id, self.env_kwargs),
             batches_done=lambda: self.steps_done,
         )
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from ooo_lightning.data.d4rl import DatasetError
+from ooo_lightning.data.schema import DatasetError
 from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
 from ooo_lightning.data.returns import MC_RETURN_KEY, ReturnSpec
 

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ooo_lightning.data.d4rl import (
-    DatasetError,
-    derive_next_observations,
-    load_d4rl_hdf5,
-    to_tensordict,
-    write_d4rl_hdf5,
-)
+from ooo_lightning.data.d4rl import load_d4rl_hdf5, write_d4rl_hdf5
+from ooo_lightning.data.schema import DatasetError, derive_next_observations, to_tensordict
 
 
 def make_dataset(

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import REPO
 from ooo_lightning.cli import OOOLightningCLI
-from ooo_lightning.data.d4rl import DatasetError, write_d4rl_hdf5
-from ooo_lightning.data.generate import episodes_from_transitions, write_minari, write_npz
+from ooo_lightning.data.d4rl import write_d4rl_hdf5
+from ooo_lightning.data.schema import DatasetError
+from ooo_lightning.data.writers import episodes_from_transitions, write_minari, write_npz
 from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 from ooo_lightning.envs import POINT_MASS_WALL_ID
 from ooo_lightning.envs.scripted import generate_point_mass_wall_dataset

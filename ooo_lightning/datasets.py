@@ -12,86 +12,28 @@ Nothing can be downloaded here, so the datasets that the tasks need are generate
     ooo-lightning-data pointmaze --size medium --format minari --out ooo/pointmaze-medium/missing-goal-v0
 
 Each command also writes a picture of the data's coverage next to the file
-(``<out>.coverage.png``; for Minari inside the dataset folder).
+(``<out>.coverage.png``; for Minari inside the dataset folder). Which tasks have a generator
+and a picture is registered with the environments (``ooo_lightning.envs.task_tools``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import shutil
 import sys
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ooo_lightning import envs
 from ooo_lightning.data.d4rl import write_d4rl_hdf5
-from ooo_lightning.output import atomic_path
 from ooo_lightning.data.sources import HDF5_SUFFIXES, NPZ_SUFFIXES, minari_root
+from ooo_lightning.data.writers import check_minari_target, write_minari, write_npz
 
 FORMATS = ("hdf5", "npz", "minari")
-
-
-class _Generator:
-    """One task's dataset: how to make it and how to draw its coverage."""
-
-    def generate(self, *, episodes: int, steps: int, seed: int, noise: float, missing_goal_radius: float | None,
-                 env_kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
-        raise NotImplementedError
-
-
-class _PointMassWall(_Generator):
-    def generate(self, *, episodes: int, seed: int, noise: float, env_kwargs: dict[str, Any], **_: Any) -> dict[str, np.ndarray]:
-        from ooo_lightning.envs.scripted import generate_point_mass_wall_dataset
-
-        return generate_point_mass_wall_dataset(episodes, seed, noise, env_kwargs)
-
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
-        from ooo_lightning.envs import point_mass_wall_layout
-        from ooo_lightning.plots import plot_point_mass_coverage
-
-        return plot_point_mass_coverage(data["observations"], path, point_mass_wall_layout(env_kwargs))
-
-
-class _PointMaze(_Generator):
-    def __init__(self, size: str) -> None:
-        self.size = size
-
-    def generate(self, *, steps: int, seed: int, noise: float, missing_goal_radius: float | None, **_: Any) -> dict[str, np.ndarray]:
-        from ooo_lightning.envs.maze_data import generate_pointmaze_dataset
-
-        data, _stats = generate_pointmaze_dataset(
-            size=self.size, num_steps=steps, seed=seed, action_noise=noise, missing_goal_radius=missing_goal_radius
-        )
-        return data
-
-    def plot(self, data: dict[str, np.ndarray], path: Path, missing_goal_radius: float | None, env_kwargs: dict[str, Any]) -> Path:
-        from ooo_lightning.envs.maze_data import plot_coverage
-
-        title = f"PointMaze {self.size}: {len(data['observations'])} transitions"
-        if missing_goal_radius:
-            title += f", none within {missing_goal_radius} of the goal"
-        return plot_coverage(data, self.size, path, title=title, missing_goal_radius=missing_goal_radius)
-
-
-@functools.cache
-def generators() -> dict[str, _Generator]:
-    """Environment id -> its dataset generator (built on first use: importing the data
-    package must not import the environments)."""
-    from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_LARGE_ID, POINT_MAZE_MEDIUM_ID
-
-    return {
-        POINT_MASS_WALL_ID: _PointMassWall(),
-        POINT_MAZE_MEDIUM_ID: _PointMaze("medium"),
-        POINT_MAZE_LARGE_ID: _PointMaze("large"),
-    }
 
 
 def coverage_path(out: str | Path, fmt: str) -> Path:
@@ -116,8 +58,8 @@ def generate_for_env(
     """Generates the dataset of ``env_id`` (made with ``env_kwargs``, e.g. a point-mass-wall
     layout) and writes it to ``out`` in ``fmt`` (by default from the suffix: ``.npz`` is
     npz, anything else HDF5)."""
-    if env_id not in generators():
-        raise ValueError(f"no dataset generator for {env_id!r}; known: {sorted(generators())}")
+    if env_id not in envs.dataset_env_ids():
+        raise ValueError(f"no dataset generator for {env_id!r}; known: {envs.dataset_env_ids()}")
     fmt = fmt or ("npz" if str(out).endswith(".npz") else "hdf5")
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
@@ -127,18 +69,19 @@ def generate_for_env(
         raise ValueError(f"--out {out} must end in {' or '.join(suffixes)} for the {fmt} format "
                          "(or use --format minari with a dataset id)")
     if fmt == "minari":
-        _check_minari_target(str(out), overwrite)
-    generator = generators()[env_id]
+        check_minari_target(str(out), overwrite)
+    tools = envs.task_tools(env_id)
     env_kwargs = dict(env_kwargs or {})
-    data = generator.generate(episodes=episodes, steps=steps, seed=seed, noise=noise,
-                              missing_goal_radius=missing_goal_radius, env_kwargs=env_kwargs)
+    data = tools.call("generate_dataset", episodes=episodes, steps=steps, seed=seed, noise=noise,
+                      missing_goal_radius=missing_goal_radius, env_kwargs=env_kwargs)
     if fmt == "hdf5":
         write_d4rl_hdf5(out, data)
     elif fmt == "npz":
         write_npz(out, data)
     else:
         write_minari(str(out), data, env_id, overwrite=overwrite)
-    generator.plot(data, coverage_path(out, fmt), missing_goal_radius, env_kwargs)
+    if tools.plot_dataset:
+        tools.call("plot_dataset", data, coverage_path(out, fmt), missing_goal_radius=missing_goal_radius, env_kwargs=env_kwargs)
     if fmt != "minari":
         write_generation_record(out, env_id, env_kwargs)
     return data
@@ -149,16 +92,7 @@ def generation_record_path(out: str | Path) -> Path:
 
 
 def _environment_record(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What the data depends on, in a canonical form (a layout given with its defaults
-    spelled out equals the default layout)."""
-    from ooo_lightning.envs import POINT_MASS_WALL_ID, point_mass_wall_layout
-
-    if env_id == POINT_MASS_WALL_ID:
-        import gymnasium as gym
-
-        steps = env_kwargs.get("max_episode_steps", gym.spec(env_id).max_episode_steps)
-        return {"env": env_id, "env_kwargs": {**point_mass_wall_layout(env_kwargs).as_kwargs(), "max_episode_steps": steps}}
-    return {"env": env_id, "env_kwargs": json.loads(json.dumps(env_kwargs, sort_keys=True))}
+    return {"env": env_id, "env_kwargs": envs.task_tools(env_id).record(env_kwargs)}
 
 
 def write_generation_record(out: str | Path, env_id: str, env_kwargs: dict[str, Any]) -> Path:
@@ -185,73 +119,25 @@ def check_generation_record(out: str | Path, env_id: str, env_kwargs: dict[str, 
         )
 
 
-def write_npz(path: str | Path, data: dict[str, np.ndarray]) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:  # an interrupted write leaves no half file behind
-        np.savez(tmp, **{k: np.asarray(v) for k, v in data.items()})
-    return path
+@dataclass(frozen=True)
+class TaskDataset:
+    """A task's generated dataset, as the data module asks for it (``DataRequest.dataset``):
+    check a file against the task, or write it when it is missing."""
 
+    env_id: str
+    env_kwargs: dict[str, Any]
 
-def episodes_from_transitions(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Splits flat D4RL arrays into episodes at terminals | timeouts (and at the end of the
-    data); each episode gets T + 1 observations, the last being the final next observation."""
-    ends = np.flatnonzero(np.asarray(data["terminals"], bool) | np.asarray(data["timeouts"], bool))
-    n = len(data["observations"])
-    if len(ends) == 0 or ends[-1] != n - 1:
-        ends = np.append(ends, n - 1)
-    episodes, start = [], 0
-    for end in ends:
-        rows = slice(start, end + 1)
-        obs = np.concatenate([data["observations"][rows], data["next_observations"][end : end + 1]])
-        terminations = np.asarray(data["terminals"][rows], bool)
-        episodes.append(
-            {
-                "observations": obs,
-                "actions": data["actions"][rows],
-                "rewards": data["rewards"][rows],
-                "terminations": terminations,
-                "truncations": ~terminations & (np.arange(end + 1 - start) == end - start),
-            }
-        )
-        start = end + 1
-    return episodes
+    def check(self, path: Path) -> None:
+        check_generation_record(path, self.env_id, self.env_kwargs)
 
-
-def _check_minari_target(dataset_id: str, overwrite: bool) -> None:
-    folder = minari_root() / dataset_id
-    if folder.exists():
-        if (folder / "data").exists() and not overwrite:
-            raise FileExistsError(f"Minari dataset {dataset_id!r} already exists at {folder} (drop --no-overwrite to replace it)")
-        shutil.rmtree(folder)  # minari refuses to write into an existing dataset folder
-
-
-def write_minari(dataset_id: str, data: dict[str, np.ndarray], env_id: str, overwrite: bool = True) -> Path:
-    """Writes a local Minari dataset with minari's own API."""
-    import gymnasium as gym
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
-    import ooo_lightning.envs  # noqa: F401  (registers env_id)
-
-    _check_minari_target(dataset_id, overwrite)
-    env = gym.make(env_id)
-    buffers = [
-        EpisodeBuffer(id=i, observations=ep["observations"], actions=ep["actions"], rewards=ep["rewards"],
-                      terminations=ep["terminations"], truncations=ep["truncations"], infos={})
-        for i, ep in enumerate(episodes_from_transitions(data))
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # minari asks for author, e-mail, permalink...
-        minari.create_dataset_from_buffers(
-            dataset_id,
-            buffers,
-            observation_space=env.observation_space,
-            action_space=env.action_space,
-            algorithm_name="ooo-lightning scripted controller",
-            description=f"generated by ooo-lightning-data for {env_id}",
-        )
-    env.close()
-    return minari_root() / dataset_id
+    def generate(self, path: Path, **settings: Any) -> None:
+        if self.env_id not in envs.dataset_env_ids():
+            raise FileNotFoundError(
+                f"offline dataset {path} does not exist, and the project can only generate datasets for "
+                f"{envs.dataset_env_ids()} (the environment is {self.env_id!r}); give the path of an existing "
+                "D4RL HDF5 / npz file or a local Minari id."
+            )
+        generate_for_env(self.env_id, path, env_kwargs=self.env_kwargs, **settings)
 
 
 def _summary(data: dict[str, np.ndarray]) -> str:
@@ -262,8 +148,6 @@ def _summary(data: dict[str, np.ndarray]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import ooo_lightning.envs as envs
-
     parser = argparse.ArgumentParser(
         prog="ooo-lightning-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ooo_lightning.data.d4rl import load_d4rl_hdf5
-from ooo_lightning.data.generate import coverage_path, generate_for_env, main
+from ooo_lightning.datasets import coverage_path, generate_for_env, main
 from ooo_lightning.data.sources import load_offline_dataset
 from ooo_lightning.envs import POINT_MASS_WALL_ID, POINT_MAZE_MEDIUM_ID
 from ooo_lightning.envs.pointmaze import goal_xy
@@ -67,10 +67,10 @@ def test_point_mass_wall_layout_reaches_the_data_and_its_picture(tmp_path):
     picture follow it, and the file records it."""
     import json
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from ooo_lightning.envs import point_mass_wall_layout
-    from ooo_lightning.plots import _draw_point_mass_states
+    from ooo_lightning.envs.point_mass_pictures import draw_states
 
     layout = {"goal": [1.0, 0.3], "walls": [[[0.5, 0.2], [0.5, 1.2]], [[0.2, 0.35], [0.2, 0.65]]]}
     out = tmp_path / "pmw.hdf5"
@@ -81,17 +81,16 @@ def test_point_mass_wall_layout_reaches_the_data_and_its_picture(tmp_path):
     assert json.loads(out.with_name("pmw.hdf5.generated.json").read_text())["env_kwargs"]["goal"] == [1.0, 0.3]
     assert _is_png(coverage_path(out, "hdf5"))
     # What the picture draws: both walls where they are, the goal disc at the moved goal.
-    fig, ax = plt.subplots()
-    _draw_point_mass_states(ax, data["observations"], "data", 20, walls)
+    ax = Figure().subplots()
+    draw_states(ax, data["observations"], "data", 20, walls)
     drawn = [line.get_xydata().tolist() for line in ax.lines if line.get_label() != "start"]
     assert drawn == [[[0.5, 0.2], [0.5, 1.2]], [[0.2, 0.35], [0.2, 0.65]]]
     (goal,) = ax.patches
     assert goal.center == (1.0, 0.3) and goal.radius == walls.goal_radius
-    plt.close(fig)
 
 
 def test_a_dataset_generated_for_another_layout_is_refused(tmp_path):
-    from ooo_lightning.data.generate import check_generation_record
+    from ooo_lightning.datasets import check_generation_record
 
     out = tmp_path / "pmw.hdf5"
     generate_for_env(POINT_MASS_WALL_ID, out, episodes=1)
