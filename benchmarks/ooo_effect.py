@@ -1,6 +1,12 @@
 """Does OOO's decoupling pay off? Explorer vs exploiter vs the fine-tuned agent without bonus.
 
     python benchmarks/ooo_effect.py --config configs/point_mass_wall/ooo_iql.yaml [--seeds 5] [--jobs 2]
+    python benchmarks/ooo_effect.py --config configs/point_mass_wall/ooo_iql.yaml \
+        --config configs/point_mass_wall/ooo_iql_counts.yaml     # an overlay, after its base
+
+--config takes the files as ``ooo-lightning fit`` does: repeated, later ones overriding earlier
+ones (a variant config is an overlay on its base, its first line says which); the results go
+under --out, in a folder named after the last one.
 
 For each seed it runs the config's full OOO job (explorer with bonus -> exploiter from
 scratch), then the same explorer with ``bonus_scale: 0`` and no phase 3 (standard fine-tuning,
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,14 +40,16 @@ ABLATIONS = {
 }
 
 
-def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int | None) -> subprocess.Popen | None:
+def launch(configs: list[str], run_dir: Path, seed: int, extra: list[str],
+           threads: int | None) -> subprocess.Popen | None:
     if (run_dir / "results.json").is_file():
         print(f"reusing {run_dir}/results.json", flush=True)
         return None
     # The interpreter running this script, so it also works where the package is only on
     # PYTHONPATH (no console script installed).
-    cmd = [sys.executable, "-m", "ooo_lightning.cli", "fit", f"--config={config}", f"--seed_everything={seed}",
-           f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false", *extra]
+    cmd = [sys.executable, "-m", "ooo_lightning.cli", "fit", *(f"--config={c}" for c in configs),
+           f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false",
+           *extra]
     print("$", " ".join(cmd), flush=True)
     env = dict(os.environ)
     if threads:
@@ -50,7 +59,7 @@ def launch(config: str, run_dir: Path, seed: int, extra: list[str], threads: int
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def run_all(jobs: list[tuple[str, Path, int, list[str]]], parallel: int, threads: int | None = None) -> None:
+def run_all(jobs: list[tuple[list[str], Path, int, list[str]]], parallel: int, threads: int | None = None) -> None:
     """Runs the jobs, ``parallel`` at a time (by default one torch thread each when
     parallel > 1: on 2 cores two single-threaded runs do more updates in total than one
     with 2 threads; ``threads`` sets it for machines with more cores)."""
@@ -59,8 +68,8 @@ def run_all(jobs: list[tuple[str, Path, int, list[str]]], parallel: int, threads
     threads = threads or (1 if parallel > 1 else None)
     while pending or running:
         while pending and len(running) < parallel:
-            config, run_dir, seed, extra = pending.pop(0)
-            proc = launch(config, run_dir, seed, extra, threads)
+            configs, run_dir, seed, extra = pending.pop(0)
+            proc = launch(configs, run_dir, seed, extra, threads)
             if proc is not None:
                 running.append((proc, run_dir, time.perf_counter()))
         for proc, run_dir, started in list(running):
@@ -113,9 +122,20 @@ def read_goal_episodes(run_dir: Path) -> int | None:
     return int(counts[-1]) if counts else 0
 
 
+def check_overlay(configs: list[str]) -> None:
+    """Stops with the command to use when an overlay comes without its base: its first line,
+    ``# ooo-lightning fit --config <base> --config <overlay>``, names the files it runs after."""
+    first_line = Path(configs[0]).read_text().partition("\n")[0]
+    needed = re.findall(r"--config (\S+)", first_line) if first_line.startswith("# ooo-lightning fit --config") else []
+    if len(needed) > 1:
+        raise SystemExit(f"{configs[0]} is an overlay: give its base first, as its first line runs it: "
+                         + " ".join(f"--config {c}" for c in needed))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, action="append",
+                   help="a config file; repeat it for an overlay after its base, as ooo-lightning fit takes them")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/runs/ooo_effect")
@@ -130,7 +150,8 @@ def main() -> None:
                    help="which --exploiter-config ablations to run (default: no_layer_norm no_bonus_data)")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
-    out = Path(args.out) / Path(args.config).stem
+    check_overlay(args.config)
+    out = Path(args.out) / Path(args.config[-1]).stem
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     no_bonus = [f"{EXPLORER}.bonus_scale=0", "--model.init_args.exploiter=null"]
     jobs = [(args.config, out / f"ooo/seed_{s}", s, args.overrides) for s in seeds]
@@ -138,18 +159,19 @@ def main() -> None:
         jobs += [(args.config, out / f"no_bonus/seed_{s}", s, [*args.overrides, *no_bonus]) for s in seeds]
     run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
-        ablations = [(args.exploiter_config, out / f"exploiter_{name}/seed_{s}", s,
+        ablations = [([args.exploiter_config], out / f"exploiter_{name}/seed_{s}", s,
                       [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *ABLATIONS[name][0]])
                      for name in args.ablations if name in ABLATIONS for s in seeds]
         if not args.no_baseline and "no_bonus_data" in args.ablations:  # the decoupling without the bonus's data
-            ablations += [(args.exploiter_config, out / f"exploiter_no_bonus_data/seed_{s}", s,
+            ablations += [([args.exploiter_config], out / f"exploiter_no_bonus_data/seed_{s}", s,
                            [f"--data.buffer={out / f'no_bonus/seed_{s}/buffer'}"]) for s in seeds]
         run_all(ablations, args.jobs, args.threads)
     ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
     baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
     scored = all("normalized_score" in e for r in ooo + baseline for e in r.values())
     lines = [
-        f"`python benchmarks/ooo_effect.py --config {args.config} --seeds {args.seeds} --jobs {args.jobs}"
+        "`python benchmarks/ooo_effect.py " + " ".join(f"--config {c}" for c in args.config)
+        + f" --seeds {args.seeds} --jobs {args.jobs}"
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
         + (f" --ablations {' '.join(args.ablations)}" if args.exploiter_config and args.ablations != p.get_default("ablations") else "")

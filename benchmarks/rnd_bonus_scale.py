@@ -2,6 +2,8 @@
 
     python benchmarks/rnd_bonus_scale.py [--updates 4000] [--config configs/point_mass_wall/ooo_iql.yaml]
                                          [--width 512] [--seeds 2] [--variants "error_std, default"]
+    python benchmarks/rnd_bonus_scale.py --config configs/point_mass_wall/ooo_iql.yaml \
+        --config configs/point_mass_wall/ooo_sac_online.yaml      # an overlay, after its base
 
 Trains ``RNDBonus`` on point-mass-wall's offline data the way the explorer samples it (batches
 of 256, the predictor on a random 25% of each), for each normalisation and initialisation
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-import yaml
 from tensordict import TensorDict
 
 from ooo_lightning.datasets import generate_for_env
@@ -61,17 +62,41 @@ def measure(states: torch.Tensor, kwargs: dict, updates: int, checkpoints: list[
     return rows
 
 
+def resolved_explorer(configs: list[str]) -> dict:
+    """The explorer's settings of the config files as ``ooo-lightning fit`` composes them (an
+    overlay after its base, the classes' defaults filled in); nothing is instantiated."""
+    import warnings
+
+    import yaml
+
+    from ooo_lightning.cli import OOOLightningCLI
+
+    class ParseOnly(OOOLightningCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    with warnings.catch_warnings():  # this script's own argv is not the CLI's
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")
+        warnings.filterwarnings("ignore", message=r"\s*skip_none parameter was deprecated")
+        cli = ParseOnly(args=[f"--config={c}" for c in configs], run=False)
+        resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    return resolved["model"]["init_args"]["explorer"]["init_args"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--updates", type=int, default=4000)
-    p.add_argument("--config", default="configs/point_mass_wall/ooo_iql.yaml")
+    p.add_argument("--config", action="append", default=None,
+                   help="a config file (default: configs/point_mass_wall/ooo_iql.yaml); repeat it for an overlay "
+                        "after its base, as ooo-lightning fit takes them")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"a subset of {list(VARIANTS)}")
     p.add_argument("--width", type=int, default=None,
                    help="hidden and embedding width of both networks (default: the config's bonus)")
     p.add_argument("--seeds", type=int, default=1, help="networks and batches drawn with seeds 0..N-1")
     args = p.parse_args()
+    configs = args.config or ["configs/point_mass_wall/ooo_iql.yaml"]
     torch.set_num_threads(1)
-    explorer = yaml.safe_load(open(args.config))["model"]["init_args"]["explorer"]["init_args"]
+    explorer = resolved_explorer(configs)
     scale = float(explorer["bonus_scale"])
     bonus_args = explorer.get("bonus", {}).get("init_args", {})
     sizes = {"hidden_dims": [args.width] if args.width else bonus_args.get("hidden_dims", [512]),
@@ -80,7 +105,7 @@ def main() -> None:
     states = torch.as_tensor(data["next_observations"])
     checkpoints = sorted({c for c in (100, 1000, 4000, 16000, args.updates) if c <= args.updates})
     print(f"point-mass-wall offline data ({len(states)} states); networks {sizes}; "
-          f"x{scale:g} = {args.config}'s bonus_scale")
+          f"x{scale:g} = {' + '.join(configs)}'s bonus_scale")
     print(f"{'normalisation':<20} {'seed':>4} {'updates':>7} {'known p50':>10} {'novel p50':>10} {'novel p90':>10} "
           f"{'ratio p50':>9} {'x scale: novel p50':>18}")
     for name in args.variants:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from ooo_lightning.cli import RUN_DIR_ENV, OOOLightningCLI, main
-from runs import run, tiny_job
+from runs import OVERLAY_COMMAND, config_files, run, tiny_job
 
 CONFIG = str(REPO / "configs/point_mass_wall/ooo_iql.yaml")
 
@@ -132,6 +132,82 @@ def test_print_config_shows_the_resolved_config_and_runs_nothing(tmp_path, capsy
     assert out.count("seed: 3") == 2  # explorer and exploiter
     assert "${" not in out  # every interpolation resolved
     assert not any(tmp_path.iterdir())  # no data generated, no run directory
+
+
+#: The configs that run after a base: all but the default job of point-mass-wall's OOOPipeline jobs.
+OVERLAYS = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if len(config_files(p)) > 1)
+_ABSENT = object()
+
+
+def test_the_point_mass_wall_pipeline_variants_are_overlays_on_the_default_job():
+    assert [p.name for p in OVERLAYS] == ["exploiter_curve_iql.yaml", "ooo_calql.yaml", "ooo_iql_counts.yaml",
+                                          "ooo_sac_online.yaml"]
+    assert {tuple(config_files(p)[:-1]) for p in OVERLAYS} == {(REPO / "configs/point_mass_wall/ooo_iql.yaml",)}
+
+
+def _settings(config: dict, path: tuple = ()) -> list[tuple[tuple, object]]:
+    """(key path, value) of every setting a config file holds: its tables are walked, anything
+    else (a list, null, an empty table) is a value."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            found += _settings(value, (*path, key))
+        else:
+            found.append(((*path, key), value))
+    return found
+
+
+def _lookup(config: dict, path: tuple):
+    for key in path:
+        if not isinstance(config, dict) or key not in config:
+            return _ABSENT
+        config = config[key]
+    return config
+
+
+def _without(config: dict, path: tuple) -> dict:
+    """A copy of ``config`` without the setting at ``path``, nor the tables that leaves empty."""
+    head, *rest = path
+    inner = _without(config[head], tuple(rest)) if rest else None
+    return {k: (inner if k == head else v) for k, v in config.items() if k != head or inner}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_an_overlay_composes_with_its_base_and_says_only_what_it_changes(overlay, tmp_path, monkeypatch):
+    """An overlay runs after its standalone base, as its first line's command says; the CLI
+    accepts the two (every class built), each setting of the overlay takes effect, and each is a
+    change: it differs from the base's resolved value, or the composition without it differs
+    (e.g. a literal env where the base refers to the explorer that the overlay removes)."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    *bases, _ = files = config_files(overlay)
+    command = OVERLAY_COMMAND + " --config ".join(str(f.relative_to(REPO)) for f in files)
+    assert overlay.read_text().partition("\n")[0] == command
+    assert all(config_files(base) == [base] for base in bases)
+
+    cli = OOOLightningCLI(args=[f"--config={f}" for f in files], run=False)
+
+    def resolved(*config: Path) -> dict:
+        parsed = cli.parser.parse_args([f"--config={f}" for f in config])
+        return yaml.safe_load(cli.parser.dump(parsed, skip_none=False))
+
+    composed, base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False)), resolved(*bases)
+    settings = yaml.safe_load(overlay.read_text())
+    redundant = []
+    for path, value in _settings(settings):
+        if not (isinstance(value, str) and "${" in value):
+            assert _lookup(composed, path) == value, f"{'.'.join(path)}: the overlay's {value!r} was not applied"
+        if _lookup(base, path) != value:
+            continue
+        (tmp_path / "without.yaml").write_text(yaml.safe_dump(_without(settings, path), sort_keys=False))
+        try:
+            needed = resolved(*bases, tmp_path / "without.yaml") != composed
+        except (SystemExit, Exception):  # the composition fails without it (e.g. a ${...} to nothing)
+            needed = True
+        if not needed:
+            redundant.append(".".join(path))
+    assert not redundant, f"{overlay.name} repeats its base's value of {redundant}"
 
 
 @pytest.mark.parametrize("launcher, env, expected", [

@@ -7,6 +7,7 @@ import torch
 
 from conftest import REPO
 from ooo_lightning.cli import OOOLightningCLI
+from runs import config_args, resolved_config
 
 TINY_PIPELINE = [
     "--model.init_args.explorer.init_args.offline_updates=32",
@@ -112,7 +113,7 @@ def test_every_pipeline_config_runs(config, extra, tmp_path, tiny_dataset):
     offline = (["--model.init_args.explorer.init_args.random_steps=8"] if config == "ooo_sac_online.yaml"
                else ["--model.init_args.explorer.init_args.offline_updates=16"])
     cli = OOOLightningCLI(
-        args=["fit", f"--config={REPO / 'configs/point_mass_wall' / config}", *data,
+        args=["fit", *config_args(REPO / "configs/point_mass_wall" / config), *data,
               f"--trainer.default_root_dir={tmp_path / 'run'}", *offline, *bonus,
               "--model.init_args.explorer.init_args.online_steps=32",
               "--model.init_args.exploiter.init_args.updates=16",
@@ -126,7 +127,7 @@ def test_every_pipeline_config_runs(config, extra, tmp_path, tiny_dataset):
 
 def test_exploiter_curve_trains_one_fresh_agent_per_online_step_count(pipeline_run, tmp_path):
     cli = OOOLightningCLI(
-        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_curve_iql.yaml'}",
+        args=["fit", *config_args(REPO / "configs/point_mass_wall/exploiter_curve_iql.yaml"),
               f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'curve'}",
               "--model.init_args.exploiter_online_steps=[0,20,1000]", "--model.init_args.final_eval_episodes=1",
               "--model.init_args.exploiter.init_args.updates=8", *_tiny("exploiter"),
@@ -244,9 +245,7 @@ def test_point_mass_wall_exploiters_bound_q_by_the_data_return_range(config):
     ends the episode. Without it the default exploiter's V reached +15 behind the wall, where
     every return is <= 0 (docs/default_job.md). The Cal-QL exploiter got them together with
     LayerNorm and 30000 updates: 1.00 on a buffer where it had scored 0.30 (docs/explorers.md)."""
-    import yaml
-
-    model = yaml.safe_load((REPO / "configs/point_mass_wall" / config).read_text())["model"]
+    model = resolved_config(REPO / "configs/point_mass_wall" / config)["model"]  # an overlay on its base
     args = model["init_args"]
     exploiter = args if model["class_path"].endswith("ExploiterModule") else (args.get("exploiter") or {}).get("init_args")
     if exploiter is None:
@@ -262,9 +261,7 @@ def test_clipped_rnd_bonus_never_outweighs_the_step_penalty(config):
     """Where an explorer clips its RND bonus, bonus_scale x clip is the shaped per-step penalty,
     |reward_bias| x reward_scale: reward + bonus <= 0 everywhere, so ending an episode at the
     goal is never worth less than wandering on (docs/rnd_bonus.md)."""
-    import yaml
-
-    model = yaml.safe_load((REPO / "configs" / config).read_text())["model"]
+    model = resolved_config(REPO / "configs" / config)["model"]  # an overlay on its base
     explorer = (model["init_args"].get("explorer") or {}).get("init_args") if model["class_path"].endswith("OOOPipeline") else None
     bonus = (explorer or {}).get("bonus") or {}
     clip = (bonus.get("init_args") or {}).get("clip")
