@@ -65,21 +65,9 @@ def measure(states: torch.Tensor, kwargs: dict, updates: int, checkpoints: list[
 def resolved_explorer(configs: list[str]) -> dict:
     """The explorer's settings of the config files as ``ooo-lightning fit`` composes them (an
     overlay after its base, the classes' defaults filled in); nothing is instantiated."""
-    import warnings
+    from ooo_lightning.cli import resolved_config
 
-    import yaml
-
-    from ooo_lightning.cli import OOOLightningCLI
-
-    class ParseOnly(OOOLightningCLI):
-        def instantiate_classes(self) -> None:
-            pass
-
-    with warnings.catch_warnings():  # this script's own argv is not the CLI's
-        warnings.filterwarnings("ignore", message=".*args parameter is intended")
-        warnings.filterwarnings("ignore", message=r"\s*skip_none parameter was deprecated")
-        cli = ParseOnly(args=[f"--config={c}" for c in configs], run=False)
-        resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    resolved = resolved_config([f"--config={c}" for c in configs])
     return resolved["model"]["init_args"]["explorer"]["init_args"]
 
 

@@ -125,6 +125,23 @@ class OOOLightningCLI(LightningCLI):
 
 RUN_DIR_ENV = "OOO_LIGHTNING_RUN_DIR"
 
+
+def resolved_config(args: list[str]) -> dict[str, Any]:
+    """The config that ``ooo-lightning fit <args>`` would run (``--config`` files composed in
+    order, interpolations resolved, every class's defaults filled in), as a dict; nothing is
+    built or run. E.g. ``resolved_config(["--config=base.yaml", "--config=overlay.yaml"])``."""
+    import yaml
+
+    class ParseOnly(OOOLightningCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+    with warnings.catch_warnings():  # the caller's own argv is not the CLI's
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")
+        warnings.filterwarnings("ignore", message=r"\s*skip_none parameter was deprecated")
+        cli = ParseOnly(args=list(args), run=False)
+        return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.
 USER_ERRORS = (DatasetError, NonFiniteLossError, ConfigError, MisconfigurationException, FileNotFoundError,
                InterpolationResolutionError)

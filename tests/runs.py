@@ -1,6 +1,7 @@
 """A tiny OOO job as a command line, for the tests that need a real process (DDP, SIGKILL), and
 the configs as the command line reads them: an overlay after its base (repeated ``--config``)."""
 
+import copy
 import functools
 import os
 import re
@@ -39,21 +40,14 @@ def config_args(config: str | Path) -> list[str]:
 def resolved_config(config: str | Path) -> dict:
     """The config as the command line resolves it (an overlay on its base, interpolations
     resolved, every class's defaults filled in), as a dict; nothing is instantiated."""
-    import yaml
-
-    return yaml.safe_load(_resolved_yaml(config))
+    return copy.deepcopy(_resolved(config))
 
 
 @functools.cache
-def _resolved_yaml(config: str | Path) -> str:
-    from ooo_lightning.cli import OOOLightningCLI
+def _resolved(config: str | Path) -> dict:
+    from ooo_lightning.cli import resolved_config as resolve
 
-    class ParseOnly(OOOLightningCLI):
-        def instantiate_classes(self) -> None:
-            pass
-
-    cli = ParseOnly(args=config_args(config), run=False)
-    return cli.parser.dump(cli.config, skip_none=False)
+    return resolve(config_args(config))
 
 
 def tiny_job(root: Path, dataset: Path, *extra: str, online_steps: int = 400,
