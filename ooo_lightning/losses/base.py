@@ -96,6 +96,12 @@ class ActorCriticLoss(nn.Module):
         batch (and diagnostics, under ``metric/...`` names, that the module may log)."""
         raise NotImplementedError
 
+    def draw_noise(self, stage: int, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every random draw of stage ``stage`` for ``batch_size`` transitions, with the dtype
+        and device of ``reference``: one place that a test replaces to check a loss's
+        arithmetic. A loss that samples nothing (IQL) draws nothing."""
+        return {}
+
     def after_stage(self, stage: int) -> None:
         """Called after the optimiser steps of ``stage`` (e.g. a target-network update)."""
 

@@ -154,9 +154,9 @@ class CalQLLoss(ActorCriticLoss):
         soft_update(self.target_qvalue, self.qvalue, self.target_update_rate)
 
     # --- the update ---------------------------------------------------------------------
-    def draw_noise(self, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All the randomness of one update (tests replace it to check the arithmetic):
-        Gaussian noise of the actor's sample at s, of the n policy samples at s and s', of
+    def draw_noise(self, stage: int, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All the randomness of the update (its one stage; tests replace it to check the
+        arithmetic): Gaussian noise of the actor's sample at s, of the n policy samples at s and s', of
         the next action of the TD target, and the n uniform random actions."""
         n, a, b = self.num_sampled_actions, self.action_dim, batch_size
         kw = {"dtype": reference.dtype, "device": reference.device}
@@ -211,7 +211,7 @@ class CalQLLoss(ActorCriticLoss):
         b, n = obs.shape[0], self.num_sampled_actions
         reward = batch.get(k.reward).reshape(b)
         not_terminal = 1.0 - batch.get(k.terminated).reshape(b).to(reward.dtype)
-        noise = self.draw_noise(b, obs)
+        noise = self.draw_noise(0, b, obs)
         alpha = self.log_alpha.exp()
 
         # One policy forward for s and s'; the sampled actions reuse its output.

@@ -43,7 +43,7 @@ def _linear_calql(**kwargs) -> CalQLLoss:
         policy = loss.actor.net[0]
         policy.weight.copy_(torch.tensor([[0.5], [0.0]]))
         policy.bias.copy_(torch.tensor([0.0, LOG_STD]))
-    loss.draw_noise = lambda b, ref: NOISE
+    loss.draw_noise = lambda stage, b, ref: NOISE
     return loss
 
 

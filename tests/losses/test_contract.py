@@ -96,3 +96,12 @@ def test_the_attributes_the_modules_read_are_there(loss):
     assert isinstance(loss.uses_mc_returns, bool)
     assert loss.sparse_failure_reward is None or isinstance(loss.sparse_failure_reward, float)
     assert "mc_return" in loss.required_keys() if loss.uses_mc_returns else "mc_return" not in loss.required_keys()
+
+
+def test_its_randomness_is_drawn_in_one_place_with_the_base_class_signature(loss):
+    """Tests replace ``draw_noise`` to check a loss's arithmetic: every loss takes the same
+    arguments, so one replacement fits any of them."""
+    assert list(inspect.signature(loss.draw_noise).parameters) == ["stage", "batch_size", "reference"]
+    for stage in range(len(loss.stages)):
+        noise = loss.draw_noise(stage, 4, torch.zeros(1))
+        assert isinstance(noise, dict) and all(v.device == torch.device("cpu") for v in noise.values())
