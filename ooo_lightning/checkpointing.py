@@ -82,6 +82,13 @@ class PhaseCheckpoint(ModelCheckpoint):
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # The phase's end, always: Lightning 2.6 writes last.ckpt here only after a top-k save in
+        # the same step, which this callback never makes, so after a periodic save last.ckpt
+        # kept that step's weights instead of the final ones.
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         # SIGTERM (a scheduler's pre-emption, `kill`): Lightning stops at the end of a training
         # step, where the state is whole, so save it. Not on Ctrl+C: that can land mid-update.

@@ -140,6 +140,16 @@ def test_resume_skips_finished_phases_and_continues_the_next(tmp_path, tiny_data
     assert not (tmp_path / "run-v1").exists()  # resumed in place
 
 
+def test_last_ckpt_holds_the_end_of_each_phase_after_periodic_saves(tmp_path, tiny_dataset):
+    """A phase's last.ckpt is its final state also when its step count is no multiple of the
+    checkpoint period (under Lightning 2.6 it kept the last periodic save: step 56 of 60)."""
+    root = tmp_path / "run"
+    run(tiny_job(root, tiny_dataset, "--checkpoint.every_steps=7"))
+    for phase, steps in (("explorer", 80 // 8 + 400 // 8), ("exploiter", 160 // 8)):
+        ckpt = torch.load(root / phase / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["ooo_steps_done"] == steps, phase
+
+
 def test_one_seed_gives_one_result(tmp_path, tiny_dataset, uninterrupted):
     first, second = uninterrupted, tmp_path / "second"
     run(tiny_job(second, tiny_dataset, online_steps=ONLINE_STEPS))
