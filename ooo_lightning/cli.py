@@ -142,6 +142,7 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
         cli = ParseOnly(args=list(args), run=False)
         return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
+
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.
 USER_ERRORS = (DatasetError, NonFiniteLossError, ConfigError, MisconfigurationException, FileNotFoundError,
                InterpolationResolutionError)

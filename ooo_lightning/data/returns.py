@@ -27,10 +27,14 @@ class RewardShaping:
     bias: float = 0.0
     scale: float = 1.0
 
+    @property
+    def is_identity(self) -> bool:
+        return self.bias == 0.0 and self.scale == 1.0
+
     def __call__(self, reward):
-        if self.bias != 0.0 or self.scale != 1.0:
-            return (reward + self.bias) * self.scale
-        return reward
+        if self.is_identity:
+            return reward
+        return (reward + self.bias) * self.scale
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ class RLModule(LightningModule):
 
     One training step = ``updates_per_step`` gradient updates on a stacked batch from the
     ``OfflineOnlineBuffer`` that a ``ReplayDataModule`` prepares for the module's
-    ``data_request()`` (the ``BufferConnection`` callback makes the connection). Logging happens every ``log_every`` training steps only: a
-    ``self.log`` call costs about as much as a tenth of an update.
+    ``data_request()`` (the ``BufferConnection`` callback makes the connection). Logging
+    happens every ``log_every`` training steps only: a ``self.log`` call costs about as much
+    as a tenth of an update.
     """
 
     phase = "train"
@@ -275,7 +276,7 @@ class RLModule(LightningModule):
 
     def prepare_batch(self, batch: TensorDictBase) -> tuple[TensorDictBase, dict[str, torch.Tensor]]:
         """Shapes the task reward; returns the batch and extra losses to optimise (none here)."""
-        if self.reward_shaping != RewardShaping():
+        if not self.reward_shaping.is_identity:
             batch.set(("next", "reward"), self.reward_shaping(batch.get(("next", "reward"))))
         return batch, {}
 
