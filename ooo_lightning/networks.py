@@ -83,10 +83,16 @@ class _ScalarHead(torch.autograd.Function):
     the input gradient is a broadcast product (one pass), where bmm with an inner size of
     one ran several times slower on the CPU."""
 
+    generate_vmap_rule = True  # torch.func.vmap can stack several agents' heads
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(bias, x, weight)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, _ = inputs
+        ctx.save_for_backward(x, weight)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -35,6 +35,29 @@ def test_scalar_head_matches_a_plain_batched_matmul_forward_and_backward():
     assert torch.allclose(head.bias.grad, ref_b.grad, atol=1e-6)
 
 
+def test_scalar_head_stacks_under_vmap_as_several_agents_heads():
+    """Several agents' critic heads in one call (torch.func.vmap over a leading agent axis):
+    the values and gradients of one call per agent."""
+    from torch.func import vmap
+
+    torch.manual_seed(0)
+    head = EnsembleScalarHead(2, 5)
+    x = torch.randn(3, 2, 7, 5, requires_grad=True)  # [agents, ensemble, batch, in]
+    w = torch.randn(3, 2, 5, 1, requires_grad=True)
+    b = torch.randn(3, 2, 1, 1, requires_grad=True)
+    out = vmap(head.forward_with)(x, w, b)
+    g = torch.randn_like(out)
+    out.backward(g)
+    grads = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    ref = torch.stack([head.forward_with(x[i], w[i], b[i]) for i in range(3)])
+    ref.backward(g)
+    assert torch.allclose(out, ref)
+    for got, t in zip(grads, (x, w, b)):
+        assert torch.allclose(got, t.grad, atol=1e-5)
+
+
 def test_scalar_head_stays_fp32_under_bf16_autocast():
     q = QEnsemble(4, 2, (16, 16), num_nets=2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
