@@ -269,3 +269,17 @@ def test_clipped_rnd_bonus_never_outweighs_the_step_penalty(config):
         pytest.skip("no clipped bonus in this config")
     penalty = abs(float(explorer.get("reward_bias", 0.0))) * float(explorer.get("reward_scale", 1.0))
     assert float(explorer["bonus_scale"]) * float(clip) == pytest.approx(penalty)
+
+
+def test_the_readme_python_example_runs_on_a_run_directory(pipeline_run, capsys):
+    """The README's "From Python" code, on this module's run directory, with fewer updates."""
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('run = "runs/point_mass_wall/ooo_iql/seed_0"', f'run = "{pipeline_run}"')
+    code = code.replace("updates=800", "updates=16")
+    assert str(pipeline_run) in code and "updates=16" in code  # the README still says what is replaced
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    offline = json.loads((pipeline_run / "buffer" / "ooo_buffer.json").read_text())["num_offline"]
+    assert f"{offline} 48 torch.Size([48, 2])" in printed
+    assert "EvalResult(return_mean=" in printed and "env_steps=48" in printed
