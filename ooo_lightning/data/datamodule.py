@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 from lightning.pytorch import LightningDataModule
 from tensordict import TensorDictBase
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer, select_transitions
@@ -241,7 +241,7 @@ class ReplayDataModule(LightningDataModule):
                               "BufferConnection callback calls prepare), or call prepare(module.data_request())")
         request = self.request
         stream = BatchStream(self.buffer, request.sampling, request.num_batches, request.batches_done)
-        return _ResumableLoader(_Batches(stream), batch_size=None, num_workers=0, collate_fn=_as_is)
+        return _ResumableLoader(stream, batch_size=None, num_workers=0, collate_fn=_as_is)
 
 
 class _ResumableLoader(DataLoader):
@@ -259,16 +259,3 @@ class _ResumableLoader(DataLoader):
 def _as_is(batch: TensorDictBase) -> TensorDictBase:
     # The default conversion would treat a TensorDict as a dict of tensors and take it apart.
     return batch
-
-
-class _Batches(IterableDataset):
-    """A ``BatchStream`` in the form a DataLoader takes."""
-
-    def __init__(self, stream: BatchStream) -> None:
-        self.stream = stream
-
-    def __len__(self) -> int:
-        return len(self.stream)
-
-    def __iter__(self):
-        return iter(self.stream)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from torch.utils.data import IterableDataset
 
 from ooo_lightning.data.buffer import OfflineOnlineBuffer
 
@@ -68,14 +69,14 @@ def sample_indices(
     return idx
 
 
-class BatchStream:
+class BatchStream(IterableDataset):
     """``num_batches`` stacked batches of shape [updates_per_step, batch_size] from the buffer
     as it is at each draw (the explorer appends to it between draws); an empty TensorDict
     while the buffer is still empty, e.g. before the first online step.
 
     ``batches_done`` says how many batches a resumed run has consumed already: the stream
     then yields only the rest. Its length stays ``num_batches`` (Lightning counts the
-    restored steps against it)."""
+    restored steps against it). A DataLoader takes it as it is (``batch_size=None``)."""
 
     def __init__(
         self,
