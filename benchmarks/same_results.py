@@ -3,13 +3,15 @@ compares their results.json and every phase's final weights, bit for bit.
 
     python benchmarks/same_results.py --before 209abb2                 # against the working tree
     python benchmarks/same_results.py --before 209abb2 --after HEAD --default-job
+    python benchmarks/same_results.py --before HEAD --new-keys compile   # an option the before revision lacks
 
 Each job's config is resolved once, by the ``--after`` code (``--print_config``), and both
 revisions run that same resolved file, so config files that were reorganised in between
 (e.g. into overlays) do not matter. The jobs are shrunk point-mass-wall runs (seconds each)
 that cover the explorer with RND and with counts, Cal-QL's Monte-Carlo returns and the
 exploiter on buffer prefixes; ``--default-job`` adds the whole default job (8-15 minutes a
-revision on 2 cores). Everything runs with one thread (OMP_NUM_THREADS=1), where equal code
+revision on 2 cores). ``--new-keys`` names options that the ``--after`` code added (at their
+defaults): they are taken out of the config the before revision runs. Everything runs with one thread (OMP_NUM_THREADS=1), where equal code
 gives equal bits. Prints one line a compared file and exits 1 when any differs.
 """
 
@@ -78,6 +80,21 @@ def _resolve(code: Path, args: list[str], out: Path) -> Path:
     return out
 
 
+def _without_keys(config: Path, keys: list[str], out: Path) -> Path:
+    """``config`` with every mapping entry named in ``keys`` removed, at any depth."""
+    import yaml
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in keys}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    out.write_text(yaml.safe_dump(strip(yaml.safe_load(config.read_text())), sort_keys=False))
+    return out
+
+
 def _same_weights(a: Path, b: Path) -> bool:
     sa = torch.load(a, map_location="cpu", weights_only=False)["state_dict"]
     sb = torch.load(b, map_location="cpu", weights_only=False)["state_dict"]
@@ -89,6 +106,7 @@ def main() -> None:
     p.add_argument("--before", required=True, help="a git revision")
     p.add_argument("--after", default=None, help="a git revision (default: the working tree)")
     p.add_argument("--default-job", action="store_true", help="also the whole default job")
+    p.add_argument("--new-keys", nargs="*", default=[], help="options the --before revision lacks (left out of its config)")
     p.add_argument("--keep", action="store_true", help="keep the checkouts and runs (printed)")
     args = p.parse_args()
     jobs = {**JOBS, **(DEFAULT_JOB if args.default_job else {})}
@@ -98,8 +116,10 @@ def main() -> None:
     try:
         for name, job in jobs.items():
             config = _resolve(after, job, tmp / f"{name}.yaml")
+            configs = {before: _without_keys(config, args.new_keys, tmp / f"{name}_before.yaml") if args.new_keys else config,
+                       after: config}
             for code in (before, after):
-                _cli(code, [f"--config={config}", "--trainer.enable_progress_bar=false",
+                _cli(code, [f"--config={configs[code]}", "--trainer.enable_progress_bar=false",
                             f"--trainer.default_root_dir={code / 'runs' / name}"], tmp / f"{code.name}_{name}.log")
             run_a, run_b = before / "runs" / name, after / "runs" / name
             compared = [("results.json", (run_a / "results.json").read_bytes() == (run_b / "results.json").read_bytes())]

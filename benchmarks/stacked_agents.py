@@ -3,10 +3,12 @@ it is built: the forward and backward of every loss term for K independent agent
 another against all at once (``torch.func.vmap`` over their stacked weights), and how much of
 the machine's matrix-product speed one agent's update uses.
 
-    python benchmarks/stacked_agents.py [--loss iql] [--agents 1 5] [--rounds 30]
+    python benchmarks/stacked_agents.py [--loss iql] [--agents 1 5] [--rounds 30] [--rows 1280]
 
 Prints, per K: milliseconds per round of K updates both ways and their ratio, then the FLOPs of
-one update and the rate it runs at beside a 2048 sgemm measured in the same run. No optimiser
+one update and the rate it runs at beside a 2048 sgemm measured in the same run. ``--rows``
+times one agent on larger batches: K x 256 rows is K members' arithmetic without any stacking
+machinery, the floor a member axis could reach. No optimiser
 step and no sampling cost are included: this is the part that stacking can change.
 """
 
@@ -65,6 +67,8 @@ def main() -> None:
     p.add_argument("--agents", type=int, nargs="+", default=[1, 5])
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rows", type=int, nargs="*", default=[],
+                   help="also time one agent on these batch sizes (e.g. 1280 = 5 x 256)")
     args = p.parse_args()
     torch.manual_seed(0)
     data = random_transitions(ROWS, OBS, ACT)
@@ -78,6 +82,12 @@ def main() -> None:
         together = all_at_once(make, data, k, args.rounds, args.batch_size)
         print(f"K={k}: one after another {apart * 1e3:.1f} ms, all at once {together * 1e3:.1f} ms per round "
               f"(all at once / one after another = {together / apart:.2f})")
+    if args.rows:
+        # One agent on K x 256 rows: K members' arithmetic with nothing stacked in the way.
+        base = one_after_another(make, data, 1, args.rounds, args.batch_size)
+        for rows in args.rows:
+            t = one_after_another(make, data, 1, args.rounds, rows)
+            print(f"one agent, batch {rows}: {t * 1e3:.1f} ms ({t / base:.2f}x batch {args.batch_size})")
     loss = make()
     with FlopCounterMode(display=False) as counter:
         _total(loss, data[torch.randint(0, ROWS, (args.batch_size,))]).backward()

@@ -3,10 +3,18 @@ hand-written plain-PyTorch loop of the same networks and update, in the same pro
 
     python benchmarks/throughput.py --loss iql --rnd --seconds 20
     python benchmarks/throughput.py --loss calql --seconds 20
+    python benchmarks/throughput.py --loss iql --seconds 20 --compile    # compile: true against the eager loop
+    python benchmarks/throughput.py --loss iql --seconds 20 --members 1 5 [--compile]   # K agents as one
     python benchmarks/throughput.py --loss calql --seconds 20 --compare allocator     # what cpu.py gains
     python benchmarks/throughput.py --loss iql --seconds 20 --compare nvml             # Lightning's NVML check
     python benchmarks/throughput.py --loss iql --rnd --seconds 20 --compare bonus_order
 
+``--compile`` fits the module with ``compile: true`` (the warm-up steps absorb the compile
+time, which is printed as ``compile_seconds``); the plain loop stays eager, so
+``ratio_lightning_over_plain`` is what compiling gains over a hand-written PyTorch loop.
+``--members K ...`` also times K agents stacked as one ``MemberStack`` in the plain loop (each
+member its own batch; compiled with ``--compile``): updates per second of the stack, and its
+cost against one plain update (K=5 at 2.5 or less is issue 14's CPU target).
 ``--compare`` also times the plain loop without one of the modules' speed settings, in the
 same process: glibc's default allocator (measured first: the setting cannot be undone),
 ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` as importing Lightning sets it, or the bonus predictor
@@ -34,7 +42,9 @@ from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
 from ooo_lightning.data.datamodule import ReplayDataModule
 from ooo_lightning.exploration import RNDBonus
 from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss, staged_update
+from ooo_lightning.losses.members import MemberStack
 from ooo_lightning.modules import ExplorerModule
+from ooo_lightning.modules.base import compiled_adam, compiled_stages
 
 ENV = "bench/Box17x6-v0"  # HalfCheetah's sizes without needing MuJoCo: 17-d observation, 6-d action
 
@@ -87,6 +97,7 @@ def make_module(args: argparse.Namespace) -> ExplorerModule:
         updates_per_step=args.updates_per_step,
         eval_every=0,
         log_every=args.log_every,
+        compile=args.compile,
     )
 
 
@@ -95,7 +106,7 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
     forward/backward/step, target update. No Lightning, no replay-buffer object.
     ``bonus_last`` steps the bonus predictor after the agent's stages (the modules step it
     first); ``nvml_check`` keeps the NVML-based CUDA check on (as after importing Lightning)."""
-    module = make_module(args)
+    module = make_module(argparse.Namespace(**{**vars(args), "compile": False}))  # the plain loop is eager
     loss, bonus = module.loss, module.bonus
     opts = {t: torch.optim.Adam(loss.term_parameters(t), lr=loss.term_learning_rate(t), fused=True) for t in loss.terms}
     if bonus is not None:
@@ -139,6 +150,39 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
     return rate
 
 
+def plain_members(args: argparse.Namespace, data: TensorDict, members: int) -> float:
+    """The plain loop for ``members`` agents trained as one ``MemberStack`` (each its own
+    batch), eager or, with ``--compile``, compiled as the modules compile; returns stacked
+    updates per second (each one an update of every member)."""
+    stack = MemberStack([LOSSES[args.loss](17, 6) for _ in range(members)])
+    if args.compile:
+        opts = {t: compiled_adam(stack.term_parameters(t), stack.term_learning_rate(t)) for t in stack.terms}
+        stages = compiled_stages(stack)
+    else:
+        opts = {t: torch.optim.Adam(stack.term_parameters(t), lr=stack.term_learning_rate(t), fused=True) for t in stack.terms}
+        stages = None
+    n = data.shape[0]
+
+    def update() -> None:
+        staged_update(stack, data[torch.randint(0, n, (members, args.batch_size))], opts, stage_losses=stages)
+
+    saved_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    started = time.perf_counter()
+    update()
+    if args.compile:
+        print(f"members_{members}_compile_seconds={time.perf_counter() - started:.1f}")
+    for _ in range(10):  # warm-up
+        update()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        update()
+        count += 1
+    rate = count / (time.perf_counter() - start)
+    if saved_check is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved_check
+    return rate
+
+
 class _Clock(Callback):
     """Counts updates between the end of the warm-up steps and the end of fit."""
 
@@ -176,6 +220,8 @@ def lightning_path(args: argparse.Namespace, data: TensorDict) -> float:
         callbacks=[clock],
     )
     trainer.fit(module, datamodule=dm)
+    if module.compile_seconds is not None:
+        print(f"compile_seconds={module.compile_seconds:.1f}")
     return clock.rate(module)
 
 
@@ -190,18 +236,24 @@ def main() -> None:
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
                    help="bf16-mixed: Lightning's flag; the plain loop uses the same CPU autocast")
+    p.add_argument("--compile", action="store_true",
+                   help="the Lightning path with compile: true (the plain loop stays eager)")
+    p.add_argument("--members", type=int, nargs="+", default=[],
+                   help="also time K agents stacked as one MemberStack in the plain loop (e.g. --members 1 5)")
     p.add_argument("--compare", choices=["allocator", "nvml", "bonus_order"], action="append", default=[],
                    help="also time the plain loop without this speed setting (repeatable)")
     args = p.parse_args()
     if "bonus_order" in args.compare and not args.rnd:
         p.error("--compare bonus_order needs --rnd")
+    if args.members and args.rnd:
+        p.error("--members: the bonus has no member axis yet (issue 14); drop --rnd")
     torch.manual_seed(0)
     import ooo_lightning.envs  # noqa: F401
 
     data = random_transitions(args.buffer_size, 17, 6)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}, "
-          f"precision {args.precision}")
+          f"precision {args.precision}, compile {args.compile}")
     if "allocator" in args.compare:  # before keep_freed_memory(), which cannot be undone
         default_allocator = plain_pytorch(args, data)
         print(f"plain_pytorch_default_allocator_updates_per_s={default_allocator:.1f}")
@@ -222,6 +274,10 @@ def main() -> None:
         bonus_last = plain_pytorch(args, data, bonus_last=True)
         print(f"plain_pytorch_bonus_stepped_last_updates_per_s={bonus_last:.1f}")
         print(f"gain_of_stepping_the_bonus_first={plain / bonus_last - 1:+.1%}")
+    for k in args.members:
+        stacked = plain_members(args, data, k)
+        print(f"members_{k}_updates_per_s={stacked:.1f} (each of {k} members; {k * stacked:.1f} member-updates/s)")
+        print(f"members_{k}_cost_over_one_plain_update={plain / stacked:.2f}")
     light = lightning_path(args, data)
     print(f"lightning_updates_per_s={light:.1f}")
     print(f"ratio_lightning_over_plain={light / plain:.3f}")

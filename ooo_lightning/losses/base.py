@@ -20,6 +20,8 @@ from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.networks import full_precision
 
 NestedKey = str | tuple[str, ...]
+#: Cache entries under this prefix are a stage's random draws, given from outside (``stage_noise``).
+NOISE = "noise/"
 
 
 @dataclass
@@ -96,16 +98,34 @@ class ActorCriticLoss(nn.Module):
         batch (and diagnostics, under ``metric/...`` names, that the module may log)."""
         raise NotImplementedError
 
-    def draw_noise(self, stage: int, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    def draw_noise(
+        self, stage: int, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Every random draw of stage ``stage`` for ``batch_size`` transitions, with the dtype
-        and device of ``reference``: one place that a test replaces to check a loss's
-        arithmetic. A loss that samples nothing (IQL) draws nothing."""
+        and device of ``reference``, from ``generator`` (the global one by default): one place
+        that a test replaces to check a loss's arithmetic, and where each member of a
+        ``MemberStack`` draws from its own generator. A loss that samples nothing (IQL) draws
+        nothing."""
         return {}
 
     def after_stage(self, stage: int) -> None:
         """Called after the optimiser steps of ``stage`` (e.g. a target-network update)."""
 
+    def runs_stage(self, stage: int) -> bool:
+        """Whether the next ``stage_losses(stage, ...)`` call returns terms (and draws its
+        noise); a loss that skips stages on some updates (SAC's delayed actor) says so here."""
+        return True
+
     # --- shared -------------------------------------------------------------------------
+    def stage_noise(
+        self, stage: int, batch_size: int, reference: torch.Tensor, cache: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The draws ``stage_losses`` uses: those given in ``cache`` under ``noise/<name>``
+        (taken out of it; a ``MemberStack`` gives each member its own, drawn outside
+        ``vmap``), else ``draw_noise``'s."""
+        given = {key[len(NOISE) :]: cache.pop(key) for key in [k for k in cache if k.startswith(NOISE)]}
+        return given or self.draw_noise(stage, batch_size, reference)
+
     def forward(self, batch: TensorDictBase) -> TensorDict:
         """All terms on one batch with the current parameters (no update in between)."""
         cache: dict[str, torch.Tensor] = {}
@@ -124,22 +144,25 @@ def staged_update(
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
     check: Callable[[torch.Tensor, dict[str, torch.Tensor]], None] | None = None,
     before_step: Callable[[list[torch.optim.Optimizer]], None] | None = None,
+    stage_losses: Callable[[int, TensorDictBase, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """One gradient update of ``loss``, stage by stage: the stage's terms, one backward of their
     sum, one step of each term's optimiser, then ``loss.after_stage``. Returns the losses and
     the cache (diagnostics under ``metric/...``). ``check`` sees each stage's total and terms
     before any gradient; ``before_step`` the stage's optimisers after the backward (the
-    gradient average under DDP)."""
+    gradient average under DDP); ``stage_losses`` stands in for ``loss.stage_losses`` (its
+    compiled form)."""
     losses: dict[str, torch.Tensor] = {}
     cache: dict[str, torch.Tensor] = {}
+    terms_of = loss.stage_losses if stage_losses is None else stage_losses
     for stage in range(len(loss.stages)):
-        stage_losses = loss.stage_losses(stage, batch, cache)
-        if not stage_losses:  # the loss skips this stage on this update (delayed actor)
+        terms = terms_of(stage, batch, cache)
+        if not terms:  # the loss skips this stage on this update (delayed actor)
             continue
-        total = sum(stage_losses.values())
+        total = sum(terms.values())
         if check is not None:
-            check(total, stage_losses)
-        stepped = [optimizers[term] for term in stage_losses]
+            check(total, terms)
+        stepped = [optimizers[term] for term in terms]
         for optimizer in stepped:
             optimizer.zero_grad(set_to_none=True)
         backward(total)
@@ -148,7 +171,7 @@ def staged_update(
         for optimizer in stepped:
             optimizer.step()
         loss.after_stage(stage)
-        losses.update(stage_losses)
+        losses.update(terms)
     return losses, cache
 
 

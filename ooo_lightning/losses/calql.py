@@ -154,12 +154,14 @@ class CalQLLoss(ActorCriticLoss):
         soft_update(self.target_qvalue, self.qvalue, self.target_update_rate)
 
     # --- the update ---------------------------------------------------------------------
-    def draw_noise(self, stage: int, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    def draw_noise(
+        self, stage: int, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """All the randomness of the update (its one stage; tests replace it to check the
         arithmetic): Gaussian noise of the actor's sample at s, of the n policy samples at s and s', of
         the next action of the TD target, and the n uniform random actions."""
         n, a, b = self.num_sampled_actions, self.action_dim, batch_size
-        kw = {"dtype": reference.dtype, "device": reference.device}
+        kw = {"dtype": reference.dtype, "device": reference.device, "generator": generator}
         return {
             "actor": torch.randn(b, a, **kw),
             "sampled": torch.randn(n, 2 * b, a, **kw),
@@ -211,7 +213,7 @@ class CalQLLoss(ActorCriticLoss):
         b, n = obs.shape[0], self.num_sampled_actions
         reward = batch.get(k.reward).reshape(b)
         not_terminal = 1.0 - batch.get(k.terminated).reshape(b).to(reward.dtype)
-        noise = self.draw_noise(0, b, obs)
+        noise = self.stage_noise(0, b, obs, cache)
         alpha = self.log_alpha.exp()
 
         # One policy forward for s and s'; the sampled actions reuse its output.

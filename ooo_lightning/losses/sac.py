@@ -130,33 +130,37 @@ class SACLoss(ActorCriticLoss):
             soft_update(self.target_qvalue, self.qvalue, self.target_update_rate)
 
     # --- the update ---------------------------------------------------------------------
-    def draw_noise(self, stage: int, batch_size: int, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+    def draw_noise(
+        self, stage: int, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """All the randomness of one stage (tests replace it to check the arithmetic).
 
         Stage 0: Gaussian noise of the next action (``"next"``) and the target critics whose
         minimum forms the target (``"members"``, ``num_min_qs`` distinct indices). Stage 1:
         Gaussian noise of the actor's action (``"actor"``).
         """
-        kw = {"dtype": reference.dtype, "device": reference.device}
+        kw = {"dtype": reference.dtype, "device": reference.device, "generator": generator}
         if stage == 0:
-            members = torch.randperm(self.num_qvalue_nets, device=reference.device)[: self.num_min_qs]
+            members = torch.randperm(self.num_qvalue_nets, device=reference.device, generator=generator)[: self.num_min_qs]
             return {"next": torch.randn(batch_size, self.action_dim, **kw), "members": members}
         return {"actor": torch.randn(batch_size, self.action_dim, **kw)}
+
+    def runs_stage(self, stage: int) -> bool:
+        return stage == 0 or (self.actor_stage_calls + 1) % self.actor_update_every == 0
 
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if stage == 0:
             return self._qvalue_losses(batch, cache)
+        runs = self.runs_stage(stage)
         self.actor_stage_calls += 1
-        if self.actor_stage_calls % self.actor_update_every:
-            return {}
-        return self._actor_losses(batch, cache)
+        return self._actor_losses(batch, cache) if runs else {}
 
     def _qvalue_losses(self, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         k = self.keys
         obs, action = batch.get(k.observation), batch.get(k.action)
         next_obs = batch.get(k.next_observation)
         b = obs.shape[0]
-        noise = self.draw_noise(0, b, obs)
+        noise = self.stage_noise(0, b, obs, cache)
         with torch.no_grad():
             alpha = self.log_alpha.exp()
             reward = batch.get(k.reward).reshape(b)
@@ -183,7 +187,7 @@ class SACLoss(ActorCriticLoss):
 
     def _actor_losses(self, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs = batch.get(self.keys.observation)
-        noise = self.draw_noise(1, obs.shape[0], obs)
+        noise = self.stage_noise(1, obs.shape[0], obs, cache)
         pi_action, log_prob = squash(*self.actor(obs), noise["actor"])
         q = self.qvalue(obs, pi_action, detach_weights=True)
         q = q.mean(0) if self.actor_q_reduction == "mean" else q.min(0).values

@@ -3,8 +3,10 @@ reward shaping, periodic evaluation, throttled logging and the non-finite-loss s
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import types
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -26,6 +28,7 @@ from ooo_lightning.datasets import TaskDataset
 from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
 from ooo_lightning.losses.base import ActorCriticLoss, staged_update
 
+log = logging.getLogger(__name__)
 LossFactory = Callable[[int, int], ActorCriticLoss]
 #: ``actor_lr_schedule`` values: a constant actor learning rate, or IQL's offline recipe
 #: (Kostrikov et al.'s reference code), a cosine decay to 0 over the module's updates.
@@ -66,6 +69,7 @@ class RLModule(LightningModule):
         log_every: int = 25,
         seed: int = 0,
         actor_lr_schedule: str = "constant",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -78,6 +82,11 @@ class RLModule(LightningModule):
         if actor_lr_schedule not in ACTOR_LR_SCHEDULES:
             raise ConfigError(f"actor_lr_schedule must be one of {list(ACTOR_LR_SCHEDULES)}, got {actor_lr_schedule!r}")
         self.actor_lr_schedule = actor_lr_schedule
+        #: Run the loss's stages and the optimiser steps through torch.compile (see ``update``).
+        self.compile_update = bool(compile)
+        #: Wall seconds of the first update of a compiled fit (mostly compiling); None otherwise.
+        self.compile_seconds: float | None = None
+        self._stage_losses = None  # the loss's own stage_losses, or its compiled form (on_fit_start)
         if not 0 <= positive_samples < batch_size:
             raise ConfigError(f"positive_samples must be in [0, batch_size), got {positive_samples}")
         self.env_id = env
@@ -180,10 +189,13 @@ class RLModule(LightningModule):
         return [(t, self.loss.term_parameters(t), self.loss.term_learning_rate(t)) for t in self.loss.terms]
 
     def configure_optimizers(self):
-        # Fused Adam kernels exist for CPU and CUDA in torch 2.14; one optimiser per term.
         specs = self.optimizer_specs()
         self._optimizer_names = [name for name, _, _ in specs]
-        optimizers = [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
+        if self.compile_update:
+            optimizers = [compiled_adam(params, lr) for _, params, lr in specs]
+        else:
+            # Fused Adam kernels exist for CPU and CUDA in torch 2.14; one optimiser per term.
+            optimizers = [torch.optim.Adam(params, lr=lr, fused=True) for _, params, lr in specs]
         if self.actor_lr_schedule == "constant" or "actor" not in self._optimizer_names:
             return optimizers
         # Stepped once per gradient update in update(); Lightning keeps its state in checkpoints.
@@ -205,6 +217,8 @@ class RLModule(LightningModule):
         self._check_every_update = self.device.type == "cpu"
         if self.device.type == "cpu":
             keep_freed_memory()
+        if self.compile_update and self._stage_losses is None:
+            self._stage_losses = compiled_stages(self.loss)
 
     def on_train_start(self) -> None:
         if self._rng_to_restore is not None:
@@ -243,7 +257,11 @@ class RLModule(LightningModule):
             # Under DDP the gradients are averaged per stage in update(), not by DDP's reducer.
             with self._ddp_model.no_sync() if self._ddp_model is not None else nullcontext():
                 for minibatch in batch.unbind(0):
+                    first_compiled = self.compile_update and self.compile_seconds is None
+                    started = time.perf_counter()
                     losses, cache = self.update(minibatch, by_term, step)
+                    if first_compiled:
+                        self._report_compile_time(time.perf_counter() - started)
         last = step + 1 == self.num_training_steps
         if step % self.log_every == 0 or last:
             # Only the last update of the step is logged: building metrics costs time too.
@@ -299,6 +317,7 @@ class RLModule(LightningModule):
         losses, cache = staged_update(
             self.loss, batch, optimizers, backward=self.manual_backward,
             check=lambda total, terms: self._check_finite(total, terms, batch_idx), before_step=self._average_gradients,
+            stage_losses=self._stage_losses,
         )
         losses = {**extra_losses, **losses}
         if self.actor_lr_schedule != "constant":
@@ -307,6 +326,11 @@ class RLModule(LightningModule):
         return losses, cache
 
     # --- helpers ------------------------------------------------------------------------
+    def _report_compile_time(self, seconds: float) -> None:
+        self.compile_seconds = seconds
+        if distributed.is_rank_zero():
+            log.info("%s: the first compiled update took %.1f s (compiling its graphs)", self.phase, seconds)
+
     def _find_ddp_model(self):
         from torch.nn.parallel import DistributedDataParallel
 
@@ -399,6 +423,40 @@ class RLModule(LightningModule):
                 )
             self.load_rank_state(states[distributed.rank()])
         self._resumed = True
+
+
+def compiled_stages(loss: ActorCriticLoss) -> Callable:
+    """``loss.stage_losses`` through ``torch.compile``: one graph per stage, each with the
+    backward AOTAutograd derives. The graph gets the batch as a plain dict of its tensors:
+    given the TensorDict, torch 2.14 reused a graph traced on batches without the bonus key
+    for batches with it (an explorer fitted after an exploiter in one process ignored its
+    bonus); dynamo guards a dict's keys."""
+    compiled = torch.compile(loss.stage_losses, dynamic=False)
+
+    def stage_losses(stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return compiled(stage, dict(batch.items(include_nested=True, leaves_only=True)), cache)
+
+    return stage_losses
+
+
+def compiled_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam whose ``step`` runs through ``torch.compile`` (PyTorch's recipe for a compiled
+    optimiser: the learning rate a tensor, so a schedule changes it without recompiling).
+    Lightning calls ``step(closure=...)``: the closure (its hooks) runs eagerly, then the
+    compiled step. Replaced before any LR scheduler wraps ``step``, which then counts it."""
+    optimizer = torch.optim.Adam(params, lr=torch.tensor(float(lr)), foreach=False)
+    compiled = torch.compile(optimizer.step)
+
+    def step(self, closure=None):
+        result = None
+        if closure is not None:
+            with torch.enable_grad():
+                result = closure()
+        compiled()
+        return result
+
+    optimizer.step = types.MethodType(step, optimizer)  # a method: LR schedulers wrap its __func__
+    return optimizer
 
 
 class BufferConnection(Callback):

@@ -101,7 +101,12 @@ def test_the_attributes_the_modules_read_are_there(loss):
 def test_its_randomness_is_drawn_in_one_place_with_the_base_class_signature(loss):
     """Tests replace ``draw_noise`` to check a loss's arithmetic: every loss takes the same
     arguments, so one replacement fits any of them."""
-    assert list(inspect.signature(loss.draw_noise).parameters) == ["stage", "batch_size", "reference"]
+    assert list(inspect.signature(loss.draw_noise).parameters) == ["stage", "batch_size", "reference", "generator"]
     for stage in range(len(loss.stages)):
         noise = loss.draw_noise(stage, 4, torch.zeros(1))
         assert isinstance(noise, dict) and all(v.device == torch.device("cpu") for v in noise.values())
+        # From a generator of its own: the same seed draws the same, and the global RNG is untouched.
+        state = torch.get_rng_state()
+        again = [loss.draw_noise(stage, 4, torch.zeros(1), torch.Generator().manual_seed(3)) for _ in range(2)]
+        assert torch.equal(torch.get_rng_state(), state)
+        assert again[0].keys() == noise.keys() and all(torch.equal(again[0][k], again[1][k]) for k in noise)
