@@ -5,6 +5,7 @@ hand-written plain-PyTorch loop of the same networks and update, in the same pro
     python benchmarks/throughput.py --loss calql --seconds 20
     python benchmarks/throughput.py --loss iql --seconds 20 --compile    # compile: true against the eager loop
     python benchmarks/throughput.py --loss iql --seconds 20 --members 1 5 [--compile]   # K agents as one
+    python benchmarks/throughput.py --device cuda --loss iql --members 1 10 [--compile] [--precision bf16-mixed]
     python benchmarks/throughput.py --loss calql --seconds 20 --compare allocator     # what cpu.py gains
     python benchmarks/throughput.py --loss iql --seconds 20 --compare nvml             # Lightning's NVML check
     python benchmarks/throughput.py --loss iql --rnd --seconds 20 --compare bonus_order
@@ -107,15 +108,16 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
     ``bonus_last`` steps the bonus predictor after the agent's stages (the modules step it
     first); ``nvml_check`` keeps the NVML-based CUDA check on (as after importing Lightning)."""
     module = make_module(argparse.Namespace(**{**vars(args), "compile": False}))  # the plain loop is eager
+    module.to(args.device)
     loss, bonus = module.loss, module.bonus
     opts = {t: torch.optim.Adam(loss.term_parameters(t), lr=loss.term_learning_rate(t), fused=True) for t in loss.terms}
     if bonus is not None:
         opts["bonus"] = torch.optim.Adam(bonus.predictor.parameters(), lr=bonus.learning_rate, fused=True)
     n = data.shape[0]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
+    autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
     def update() -> None:
-        batch = data[torch.randint(0, n, (args.batch_size,))]
+        batch = data[torch.randint(0, n, (args.batch_size,), device=data.device)]
         bonus_loss = None
         if bonus is not None:
             with autocast:
@@ -139,11 +141,7 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     for _ in range(20):  # warm-up
         update()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        update()
-        count += 1
-    rate = count / (time.perf_counter() - start)
+    rate = _rate(update, args)
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     if saved_check is not None:
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved_check
@@ -154,7 +152,7 @@ def plain_members(args: argparse.Namespace, data: TensorDict, members: int) -> f
     """The plain loop for ``members`` agents trained as one ``MemberStack`` (each its own
     batch), eager or, with ``--compile``, compiled as the modules compile; returns stacked
     updates per second (each one an update of every member)."""
-    stack = MemberStack([LOSSES[args.loss](17, 6) for _ in range(members)])
+    stack = MemberStack([LOSSES[args.loss](17, 6) for _ in range(members)]).to(args.device)
     if args.compile:
         opts = {t: compiled_adam(stack.term_parameters(t), stack.term_learning_rate(t)) for t in stack.terms}
         stages = compiled_stages(stack)
@@ -162,9 +160,12 @@ def plain_members(args: argparse.Namespace, data: TensorDict, members: int) -> f
         opts = {t: torch.optim.Adam(stack.term_parameters(t), lr=stack.term_learning_rate(t), fused=True) for t in stack.terms}
         stages = None
     n = data.shape[0]
+    autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
     def update() -> None:
-        staged_update(stack, data[torch.randint(0, n, (members, args.batch_size))], opts, stage_losses=stages)
+        with autocast:
+            staged_update(stack, data[torch.randint(0, n, (members, args.batch_size), device=data.device)], opts,
+                          stage_losses=stages)
 
     saved_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     started = time.perf_counter()
@@ -173,14 +174,22 @@ def plain_members(args: argparse.Namespace, data: TensorDict, members: int) -> f
         print(f"members_{members}_compile_seconds={time.perf_counter() - started:.1f}")
     for _ in range(10):  # warm-up
         update()
+    rate = _rate(update, args)
+    if saved_check is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved_check
+    return rate
+
+
+def _rate(update, args: argparse.Namespace) -> float:
+    """Calls of ``update`` per second over ``args.seconds`` (the device's queue drained)."""
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else (lambda: None)
+    sync()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.seconds:
         update()
         count += 1
-    rate = count / (time.perf_counter() - start)
-    if saved_check is not None:
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved_check
-    return rate
+    sync()
+    return count / (time.perf_counter() - start)
 
 
 class _Clock(Callback):
@@ -196,6 +205,8 @@ class _Clock(Callback):
             self.start, self.start_updates = time.perf_counter(), pl_module.num_updates
 
     def rate(self, pl_module) -> float:
+        if self.start is None:
+            raise SystemExit(f"the fit ended before its {self.warmup_steps} warm-up steps: give it more --seconds")
         return (pl_module.num_updates - self.start_updates) / (time.perf_counter() - self.start)
 
 
@@ -207,7 +218,7 @@ def lightning_path(args: argparse.Namespace, data: TensorDict) -> float:
     dm.attach(buffer)
     clock = _Clock(warmup_steps=3)
     trainer = Trainer(
-        accelerator="cpu",
+        accelerator="gpu" if torch.device(args.device).type == "cuda" else "cpu",
         devices=1,
         precision=args.precision,
         max_epochs=1,
@@ -235,7 +246,8 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--buffer-size", type=int, default=100_000)
     p.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
-                   help="bf16-mixed: Lightning's flag; the plain loop uses the same CPU autocast")
+                   help="bf16-mixed: Lightning's flag; the plain loops use the same autocast")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where the plain loops run (and Lightning's accelerator)")
     p.add_argument("--compile", action="store_true",
                    help="the Lightning path with compile: true (the plain loop stays eager)")
     p.add_argument("--members", type=int, nargs="+", default=[],
@@ -251,31 +263,32 @@ def main() -> None:
     import ooo_lightning.envs  # noqa: F401
 
     data = random_transitions(args.buffer_size, 17, 6)
+    plain_data = data.to(args.device)  # the plain loops sample on the device; Lightning's buffer stays on the CPU
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"loss {args.loss}, rnd {args.rnd}, batch {args.batch_size}, updates/step {args.updates_per_step}, "
           f"precision {args.precision}, compile {args.compile}")
     if "allocator" in args.compare:  # before keep_freed_memory(), which cannot be undone
-        default_allocator = plain_pytorch(args, data)
+        default_allocator = plain_pytorch(args, plain_data)
         print(f"plain_pytorch_default_allocator_updates_per_s={default_allocator:.1f}")
     # The modules do this at fit start on the CPU; the plain loop runs first, so it gets the
     # same allocator behaviour.
     keep_freed_memory()
-    plain = plain_pytorch(args, data)
+    plain = plain_pytorch(args, plain_data)
     print(f"plain_pytorch_updates_per_s={plain:.1f}")
     if "allocator" in args.compare:
         print(f"gain_of_keeping_freed_memory={plain / default_allocator - 1:+.1%}")
     if "nvml" in args.compare:
-        with_check = plain_pytorch(args, data, nvml_check=True)
+        with_check = plain_pytorch(args, plain_data, nvml_check=True)
         adam_steps = len(make_module(args).loss.terms) + int(args.rnd)  # optimiser steps per update
         cost_ms = (1 / with_check - 1 / plain) * 1000 / adam_steps
         print(f"plain_pytorch_nvml_check_updates_per_s={with_check:.1f}")
         print(f"nvml_check_cost_ms_per_adam_step={cost_ms:.3f}")
     if "bonus_order" in args.compare:
-        bonus_last = plain_pytorch(args, data, bonus_last=True)
+        bonus_last = plain_pytorch(args, plain_data, bonus_last=True)
         print(f"plain_pytorch_bonus_stepped_last_updates_per_s={bonus_last:.1f}")
         print(f"gain_of_stepping_the_bonus_first={plain / bonus_last - 1:+.1%}")
     for k in args.members:
-        stacked = plain_members(args, data, k)
+        stacked = plain_members(args, plain_data, k)
         print(f"members_{k}_updates_per_s={stacked:.1f} (each of {k} members; {k * stacked:.1f} member-updates/s)")
         print(f"members_{k}_cost_over_one_plain_update={plain / stacked:.2f}")
     light = lightning_path(args, data)

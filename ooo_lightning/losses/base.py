@@ -112,8 +112,9 @@ class ActorCriticLoss(nn.Module):
         """Called after the optimiser steps of ``stage`` (e.g. a target-network update)."""
 
     def runs_stage(self, stage: int) -> bool:
-        """Whether the next ``stage_losses(stage, ...)`` call returns terms (and draws its
-        noise); a loss that skips stages on some updates (SAC's delayed actor) says so here."""
+        """Whether ``staged_update`` runs ``stage`` on this update: a loss that skips a stage on
+        some updates (SAC's delayed actor) says so here, outside ``stage_losses``, which then
+        stays one graph under ``torch.compile``."""
         return True
 
     # --- shared -------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def staged_update(
     before_step: Callable[[list[torch.optim.Optimizer]], None] | None = None,
     stage_losses: Callable[[int, TensorDictBase, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One gradient update of ``loss``, stage by stage: the stage's terms, one backward of their
+    """One gradient update of ``loss``, stage by stage (those ``loss.runs_stage``): the stage's terms, one backward of their
     sum, one step of each term's optimiser, then ``loss.after_stage``. Returns the losses and
     the cache (diagnostics under ``metric/...``). ``check`` sees each stage's total and terms
     before any gradient; ``before_step`` the stage's optimisers after the backward (the
@@ -156,9 +157,9 @@ def staged_update(
     cache: dict[str, torch.Tensor] = {}
     terms_of = loss.stage_losses if stage_losses is None else stage_losses
     for stage in range(len(loss.stages)):
-        terms = terms_of(stage, batch, cache)
-        if not terms:  # the loss skips this stage on this update (delayed actor)
+        if not loss.runs_stage(stage):  # skipped on this update (SAC's delayed actor)
             continue
+        terms = terms_of(stage, batch, cache)
         total = sum(terms.values())
         if check is not None:
             check(total, terms)

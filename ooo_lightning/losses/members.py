@@ -87,6 +87,9 @@ class MemberStack(ActorCriticLoss):
     def after_stage(self, stage: int) -> None:
         self.stacked.after_stage(stage)
 
+    def runs_stage(self, stage: int) -> bool:
+        return self.stacked.runs_stage(stage)
+
     def draw_noise(
         self, stage: int, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
@@ -100,8 +103,7 @@ class MemberStack(ActorCriticLoss):
         first = next(iter(columns.values()))
         if first.shape[0] != self.num_members:
             raise ValueError(f"a MemberStack of {self.num_members} takes batches [members, batch], got {tuple(first.shape)}")
-        # Only for a stage that runs: a skipped one draws nothing in the solo run either.
-        noise = self.draw_noise(stage, first.shape[1], first) if self.stacked.runs_stage(stage) else {}
+        noise = self.draw_noise(stage, first.shape[1], first)
         carried = {k: v for k, v in cache.items() if not k.startswith(MEMBER_LOSS)}
         tensors = {f"loss.{name}": value for name, value in (*self.stacked.named_parameters(), *self.stacked.named_buffers())}
         terms, out = vmap(self._one_member, in_dims=(0, 0, 0, 0, None))(tensors, columns, carried, noise, stage)

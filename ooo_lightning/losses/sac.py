@@ -110,9 +110,10 @@ class SACLoss(ActorCriticLoss):
         self.backup_entropy = backup_entropy
         self.actor_q_reduction = actor_q_reduction
         self.actor_update_every = actor_update_every
-        # Calls of the actor stage so far; a plain int (not saved in checkpoints), so a resumed
-        # run may shift which of the k updates of a step carries the actor update.
-        self.actor_stage_calls = 0
+        # Updates so far (counted after the critic stage); a plain int (not saved in checkpoints),
+        # so a resumed run may shift which of the k updates of a step carries the actor update.
+        # Outside stage_losses: a compiled stage would be traced again for every value.
+        self.updates_done = 0
         self.learning_rates = {"actor": actor_lr, "qvalue": qvalue_lr, "alpha": alpha_lr}
 
     # --- contract -----------------------------------------------------------------------
@@ -128,6 +129,7 @@ class SACLoss(ActorCriticLoss):
     def after_stage(self, stage: int) -> None:
         if stage == 0:
             soft_update(self.target_qvalue, self.qvalue, self.target_update_rate)
+            self.updates_done += 1
 
     # --- the update ---------------------------------------------------------------------
     def draw_noise(
@@ -146,14 +148,13 @@ class SACLoss(ActorCriticLoss):
         return {"actor": torch.randn(batch_size, self.action_dim, **kw)}
 
     def runs_stage(self, stage: int) -> bool:
-        return stage == 0 or (self.actor_stage_calls + 1) % self.actor_update_every == 0
+        """The actor stage runs on every ``actor_update_every``-th update only."""
+        return stage == 0 or self.updates_done % self.actor_update_every == 0
 
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if stage == 0:
             return self._qvalue_losses(batch, cache)
-        runs = self.runs_stage(stage)
-        self.actor_stage_calls += 1
-        return self._actor_losses(batch, cache) if runs else {}
+        return self._actor_losses(batch, cache)
 
     def _qvalue_losses(self, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         k = self.keys

@@ -16,6 +16,7 @@ LOSSES = {
     "iql": partial(IQLLoss, hidden_dims=(32, 32)),
     "calql": partial(CalQLLoss, hidden_dims=(32, 32), num_sampled_actions=2),
     "sac": partial(SACLoss, hidden_dims=(32, 32)),
+    "sac_delayed_actor": partial(SACLoss, hidden_dims=(32, 32), actor_update_every=2),
 }
 
 
@@ -27,10 +28,15 @@ def _fit(module, dataset) -> None:
 
 @pytest.fixture
 def same_random_draws(monkeypatch):
-    """Inductor draws its own random numbers unless told to call the eager ones."""
+    """Inductor draws its own random numbers unless told to call the eager ones. And a graph
+    traced again on every update (a counter inside a stage did that) fails instead of
+    quietly falling back to eager once dynamo's limit is hit."""
+    import torch._dynamo.config as dynamo
     import torch._inductor.config as inductor
 
     monkeypatch.setattr(inductor, "fallback_random", True)
+    monkeypatch.setattr(dynamo, "fail_on_recompile_limit_hit", True)
+    torch._dynamo.reset()  # each new loss is traced anew: earlier tests' entries count too
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
