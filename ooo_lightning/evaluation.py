@@ -28,6 +28,22 @@ class EvalResult:
         return asdict(self)
 
 
+def mean_result(results: list[EvalResult]) -> EvalResult:
+    """Several agents' results on the same episodes as one: the means of their returns and
+    success rates; ``return_std`` is the spread of the agents' mean returns."""
+    returns = [r.return_mean for r in results]
+    mean = sum(returns) / len(returns)
+    spread = (sum((x - mean) ** 2 for x in returns) / max(1, len(returns) - 1)) ** 0.5
+    return EvalResult(
+        return_mean=mean,
+        return_std=spread,
+        success_rate=sum(r.success_rate for r in results) / len(results),
+        episodes=results[0].episodes,
+        env_steps=results[0].env_steps,
+        eval_steps=sum(r.eval_steps for r in results),
+    )
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     try:
         return gym.make(env_id, **(env_kwargs or {}))

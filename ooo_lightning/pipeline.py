@@ -32,7 +32,7 @@ from ooo_lightning.callbacks import PhaseProgressBar
 from ooo_lightning.checkpointing import AtomicCheckpointIO, CheckpointSettings, PhaseCheckpoint, phase_checkpoint
 from ooo_lightning.data.buffer import OfflineOnlineBuffer
 from ooo_lightning.data.datamodule import ReplayDataModule
-from ooo_lightning.evaluation import EvalResult
+from ooo_lightning.evaluation import EvalResult, mean_result
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, RLModule
 from ooo_lightning.output import atomic_write_text
 from ooo_lightning.scores import normalized_score
@@ -247,12 +247,21 @@ class PhaseRunner:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         if not distributed.is_rank_zero():
             return None
-        result = module.run_evaluation(self.final_eval_episodes, self.eval_seed, log=False)
-        self.results[phase] = result.to_dict()
         reference = data.buffer.info.reference_returns if data.buffer is not None else None
-        if reference:
-            self.results[phase]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
-            self.results[phase]["score_reference"] = list(reference)
+
+        def entry(result: EvalResult) -> dict:
+            out = result.to_dict()
+            if reference:
+                out["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
+                out["score_reference"] = list(reference)
+            return out
+
+        results = module.evaluate_members(self.final_eval_episodes, self.eval_seed)
+        result = results[0] if module.seeds is None else mean_result(results)
+        self.results[phase] = entry(result)
+        if module.seeds is not None:
+            # Every seed apart, as separate runs would report them; the entry itself is their mean.
+            self.results[phase]["members"] = [{"seed": seed, **entry(r)} for seed, r in zip(module.seeds, results)]
         log.info("%s: %s", phase, result)
         return result
 

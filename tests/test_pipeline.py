@@ -62,6 +62,21 @@ def test_phase_three_reruns_from_the_saved_buffer(pipeline_run, tmp_path):
     assert set(results) == {"exploiter"} and results["exploiter"]["env_steps"] == 20
 
 
+def test_phase_three_with_seeds_reports_every_member_and_their_mean(pipeline_run, tmp_path):
+    cli = OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
+              f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'p3'}",
+              "--model.init_args.updates=16", "--model.init_args.seeds=[4,9]",
+              "--model.init_args.loss.init_args.hidden_dims=[32,32]", "--model.init_args.eval_every=0",
+              "--trainer.enable_progress_bar=false"]
+    )
+    exploiter = json.loads((cli.run_dir / "results.json").read_text())["exploiter"]
+    assert [m["seed"] for m in exploiter["members"]] == [4, 9]
+    returns = [m["return_mean"] for m in exploiter["members"]]
+    assert exploiter["return_mean"] == pytest.approx(sum(returns) / 2)
+    assert all(m["episodes"] == exploiter["episodes"] for m in exploiter["members"])
+
+
 def test_a_second_run_never_overwrites_the_first(pipeline_run, tiny_dataset):
     cli = OOOLightningCLI(
         args=["fit", f"--config={REPO / 'configs/point_mass_wall/explorer_iql.yaml'}", f"--data.dataset={tiny_dataset}",

@@ -55,6 +55,8 @@ class DataRequest:
             missing file and ``data.generate_missing_dataset`` is set.
         batches_done: how many batches a resumed phase has consumed (read when the batches
             start, after the checkpoint is loaded).
+        member_generators: one per member of a module that trains several agents as one:
+            each member's batches are drawn with its own generator; None: one agent.
     """
 
     env_id: str
@@ -68,6 +70,7 @@ class DataRequest:
     returns: ReturnSpec | None = None
     generated_dataset: GeneratedDataset | None = None
     batches_done: Callable[[], int] = lambda: 0
+    member_generators: list[torch.Generator] | None = None
 
 
 class ReplayDataModule(LightningDataModule):
@@ -240,7 +243,8 @@ class ReplayDataModule(LightningDataModule):
             raise ConfigError("the ReplayDataModule was not prepared for a phase: fit an RLModule with it (its "
                               "BufferConnection callback calls prepare), or call prepare(module.data_request())")
         request = self.request
-        stream = BatchStream(self.buffer, request.sampling, request.num_batches, request.batches_done)
+        stream = BatchStream(self.buffer, request.sampling, request.num_batches, request.batches_done,
+                             request.member_generators)
         return _ResumableLoader(stream, batch_size=None, num_workers=0, collate_fn=_as_is)
 
 

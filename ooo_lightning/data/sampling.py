@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -76,7 +77,11 @@ class BatchStream(IterableDataset):
 
     ``batches_done`` says how many batches a resumed run has consumed already: the stream
     then yields only the rest. Its length stays ``num_batches`` (Lightning counts the
-    restored steps against it). A DataLoader takes it as it is (``batch_size=None``)."""
+    restored steps against it). A DataLoader takes it as it is (``batch_size=None``).
+
+    With ``member_generators`` (one per member of a module that trains several agents as
+    one), each member draws its own batches with its own generator: [updates_per_step,
+    members, batch_size]."""
 
     def __init__(
         self,
@@ -84,8 +89,10 @@ class BatchStream(IterableDataset):
         spec: SamplingSpec,
         num_batches: int,
         batches_done: Callable[[], int] = lambda: 0,
+        member_generators: list[torch.Generator] | None = None,
     ) -> None:
         self.buffer, self.spec, self.num_batches, self.batches_done = buffer, spec, num_batches, batches_done
+        self.member_generators = member_generators
 
     def __len__(self) -> int:
         return self.num_batches
@@ -106,13 +113,10 @@ class BatchStream(IterableDataset):
                 reward = buffer.rows(torch.arange(scanned, end)).get(("next", "reward")).reshape(-1)
                 positives = torch.cat([positives, torch.nonzero(reward > 0).reshape(-1) + scanned])
                 scanned = end
-            idx = sample_indices(
-                end,
-                spec.updates_per_step,
-                spec.batch_size,
-                positives,
-                spec.positive_samples,
-                num_offline=buffer.num_offline,
-                offline_fraction=spec.offline_fraction,
-            )
+            draw = partial(sample_indices, end, spec.updates_per_step, spec.batch_size, positives, spec.positive_samples,
+                           num_offline=buffer.num_offline, offline_fraction=spec.offline_fraction)
+            if self.member_generators is None:
+                idx = draw()
+            else:
+                idx = torch.stack([draw(generator=g) for g in self.member_generators], 1)
             yield buffer.rows(idx)

@@ -64,6 +64,7 @@ class MemberStack(ActorCriticLoss):
         self.sparse_failure_reward = first.sparse_failure_reward
         self.learning_rates = dict(first.learning_rates)
         self.num_members = len(losses)
+        self.member_losses: dict[str, torch.Tensor] = {}
         self.generators = list(generators) if generators is not None else None
         #: The loss's structure with every tensor stacked, [K, ...]: its own ``term_parameters``
         #: and ``after_stage`` apply to all members at once; its state_dict keys are the loss's.
@@ -95,7 +96,10 @@ class MemberStack(ActorCriticLoss):
     ) -> dict[str, torch.Tensor]:
         """Each member's draws, from its own generator, stacked: ``[K, ...]``."""
         gens = self.generators or [generator] * self.num_members
-        draws = [self.stacked.draw_noise(stage, batch_size, reference, g) for g in gens]
+        draws = []
+        for g in gens:  # drawn where the member's generator lives, used where the batch is
+            where = reference if g is None or g.device == reference.device else reference.new_empty(0, device=g.device)
+            draws.append({k: v.to(reference.device) for k, v in self.stacked.draw_noise(stage, batch_size, where, g).items()})
         return {key: torch.stack([d[key] for d in draws]) for key in draws[0]}
 
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,6 +114,8 @@ class MemberStack(ActorCriticLoss):
         cache.update(out)
         for term, value in terms.items():
             cache[MEMBER_LOSS + term] = value.detach()
+        #: The latest stage's terms per member, [K] each (which member went non-finite).
+        self.member_losses = {term: value.detach() for term, value in terms.items()}
         return {term: value.sum() for term, value in terms.items()}
 
     def _one_member(self, tensors, columns, cache, noise, stage):

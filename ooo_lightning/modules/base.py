@@ -25,8 +25,9 @@ from ooo_lightning.data.datamodule import DataRequest, ReplayDataModule
 from ooo_lightning.data.returns import ReturnSpec, RewardShaping
 from ooo_lightning.data.sampling import SamplingSpec
 from ooo_lightning.datasets import TaskDataset
-from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env
+from ooo_lightning.evaluation import EvalResult, evaluate_policy, make_env, mean_result
 from ooo_lightning.losses.base import ActorCriticLoss, staged_update
+from ooo_lightning.losses.members import MemberStack
 
 log = logging.getLogger(__name__)
 LossFactory = Callable[[int, int], ActorCriticLoss]
@@ -70,6 +71,7 @@ class RLModule(LightningModule):
         seed: int = 0,
         actor_lr_schedule: str = "constant",
         compile: bool = False,
+        seeds: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -100,8 +102,16 @@ class RLModule(LightningModule):
         self.observation_dim = int(probe.observation_space.shape[0])
         self.action_dim = int(probe.action_space.shape[0])
         probe.close()
+        if seeds is not None:
+            seeds = [int(s) for s in seeds]
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ConfigError(f"{type(self).__name__}: seeds must be distinct and at least one, got {seeds}")
+        #: Members' seeds (one agent each, trained as one ``MemberStack``); None: one agent.
+        self.seeds = seeds
+        #: Each member's generator: its batches and its loss's noise (None without members).
+        self.member_generators = None if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
         try:
-            self.loss = loss(self.observation_dim, self.action_dim)
+            self.loss = self._build_loss(loss)
         except ConfigError as err:  # say whose loss it is: both agents may use the same class
             raise ConfigError(f"{type(self).__name__} loss: {err}") from None
         if not isinstance(self.loss, ActorCriticLoss):
@@ -124,6 +134,23 @@ class RLModule(LightningModule):
         self._ddp_model = None
         #: Set by ``attach_buffer`` before training (the ``BufferConnection`` callback).
         self.buffer: OfflineOnlineBuffer | None = None
+
+    def _build_loss(self, loss: LossFactory) -> ActorCriticLoss:
+        if self.seeds is None:
+            return loss(self.observation_dim, self.action_dim)
+        members = []
+        for seed in self.seeds:  # each member's initial weights from its own seed
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                members.append(loss(self.observation_dim, self.action_dim))
+        if not isinstance(members[0], ActorCriticLoss):
+            return members[0]  # refused, with its type, by the caller
+        return MemberStack(members, self.member_generators)
+
+    @property
+    def num_members(self) -> int | None:
+        """Agents trained as one (``len(seeds)``); None for a module of one agent."""
+        return None if self.seeds is None else len(self.seeds)
 
     @property
     def batch_size(self) -> int:
@@ -152,6 +179,7 @@ class RLModule(LightningModule):
             returns=self.return_spec(),
             generated_dataset=TaskDataset(self.env_id, self.env_kwargs),
             batches_done=lambda: self.steps_done,
+            member_generators=self.member_generators,
         )
 
     def attach_buffer(self, buffer: OfflineOnlineBuffer) -> None:
@@ -265,8 +293,10 @@ class RLModule(LightningModule):
         last = step + 1 == self.num_training_steps
         if step % self.log_every == 0 or last:
             # Only the last update of the step is logged: building metrics costs time too.
-            metrics = {f"loss/{k}": v.detach() for k, v in losses.items()}
-            metrics.update({k.replace("metric/", "train/"): v for k, v in cache.items() if k.startswith("metric/")})
+            # With members, the losses are sums over them and the metrics per member: their means.
+            members = self.num_members or 1
+            metrics = {f"loss/{k}": v.detach() / members for k, v in losses.items()}
+            metrics.update({k.replace("metric/", "train/"): v.mean() for k, v in cache.items() if k.startswith("metric/")})
             self._log_step(metrics, step)
         if self.eval_every > 0 and ((step + 1) % self.eval_every == 0 or last) and distributed.is_rank_zero():
             self.run_evaluation()  # the ranks hold the same weights: one evaluation is enough
@@ -349,6 +379,10 @@ class RLModule(LightningModule):
         if bool(torch.isfinite(total)):
             return
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
+        if isinstance(self.loss, MemberStack):
+            members = sorted({k for value in self.loss.member_losses.values() for k in
+                              torch.nonzero(~torch.isfinite(value)).reshape(-1).tolist()})
+            bad = f"{bad} of member(s) " + ", ".join(f"{k} (seed {self.seeds[k]})" for k in members)
         ckpt_dir = None
         if self._trainer is not None and self.trainer.checkpoint_callback is not None:
             ckpt_dir = self.trainer.checkpoint_callback.dirpath
@@ -373,16 +407,32 @@ class RLModule(LightningModule):
         metrics.update(self.extra_metrics())
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self.batch_size)
 
+    def policies(self) -> list[torch.nn.Module]:
+        """The policy of each agent: one, or each member's (a copy of its current weights)."""
+        if isinstance(self.loss, MemberStack):
+            return [self.loss.member(k).policy for k in range(self.loss.num_members)]
+        return [self.loss.policy]
+
+    def evaluate_members(self, episodes: int | None = None, seed: int | None = None) -> list[EvalResult]:
+        """Mean-action rollouts of each agent's policy (one for a module without members), on
+        the same episodes."""
+        return [
+            evaluate_policy(
+                policy,
+                self.env_id,
+                episodes=episodes or self.eval_episodes,
+                seed=(self.seed + 1_000_000) if seed is None else seed,
+                env_kwargs=self.env_kwargs,
+                env_steps=self.env_steps,
+            )
+            for policy in self.policies()
+        ]
+
     def run_evaluation(self, episodes: int | None = None, seed: int | None = None, log: bool = True) -> EvalResult:
-        """Mean-action rollouts of the current policy; logged when called inside training."""
-        result = evaluate_policy(
-            self.loss.policy,
-            self.env_id,
-            episodes=episodes or self.eval_episodes,
-            seed=(self.seed + 1_000_000) if seed is None else seed,
-            env_kwargs=self.env_kwargs,
-            env_steps=self.env_steps,
-        )
+        """Mean-action rollouts of the current policy (with members: every member's, averaged);
+        logged when called inside training."""
+        results = self.evaluate_members(episodes, seed)
+        result = results[0] if len(results) == 1 else mean_result(results)
         if log:
             self.log_dict(
                 {
@@ -400,10 +450,15 @@ class RLModule(LightningModule):
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's counters that the weights do not hold (extended by the explorer)."""
-        return {"rng": capture_rng()}
+        state: dict[str, Any] = {"rng": capture_rng()}
+        if self.member_generators is not None:
+            state["member_rng"] = [g.get_state() for g in self.member_generators]
+        return state
 
     def load_rank_state(self, state: dict[str, Any]) -> None:
         self._rng_to_restore = state["rng"]  # restored in on_train_start
+        for generator, saved in zip(self.member_generators or [], state.get("member_rng", [])):
+            generator.set_state(saved)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every rank (Lightning writes rank 0's dict): gather each rank's own state.

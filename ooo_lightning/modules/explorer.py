@@ -133,6 +133,10 @@ class ExplorerModule(RLModule):
             "ExplorerModule", bonus_scale=(bonus_scale, ">= 0"), offline_updates=(offline_updates, ">= 0"),
             online_steps=(online_steps, ">= 0"), utd_ratio=(utd_ratio, "> 0"), random_steps=(random_steps, ">= 0"),
         )
+        if kwargs.get("seeds") is not None:
+            # The bonus, the collector and the buffer have no member axis yet (issue 14).
+            raise ConfigError("ExplorerModule: seeds (several agents as one) work for the exploiter only so far; "
+                              "run one explorer per seed")
         super().__init__(env, loss, **kwargs)
         frames_per_step = self.updates_per_step / utd_ratio if utd_ratio > 0 else 0.0
         if frames_per_step < 1 or abs(frames_per_step - round(frames_per_step)) > 1e-9:

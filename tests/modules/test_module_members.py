@@ -1,0 +1,59 @@
+"""A module with ``seeds``: several agents trained as one, each as it would train alone (issue 14)."""
+
+from functools import partial
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from ooo_lightning.config_checks import ConfigError
+from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.losses import IQLLoss, SACLoss
+from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
+
+ENV = "ooo/PointMassWall-v1"
+LOSSES = {"iql": partial(IQLLoss, hidden_dims=(32, 32)), "sac": partial(SACLoss, hidden_dims=(32, 32), actor_update_every=2)}
+
+
+def _fit(dataset, seeds, loss="iql", **kw) -> ExploiterModule:
+    module = ExploiterModule(ENV, LOSSES[loss], updates=24, updates_per_step=4, batch_size=32, eval_every=0,
+                             positive_samples=2, seeds=seeds, **kw)
+    Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(module, datamodule=ReplayDataModule(dataset=str(dataset)))
+    return module
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_members_train_as_each_seed_alone(tiny_dataset, loss):
+    """Initial weights, batches and the loss's noise all come from the member's own seed:
+    two members fitted together end where each ends fitted alone."""
+    together = _fit(tiny_dataset, [3, 5], loss)
+    for k, seed in enumerate((3, 5)):
+        alone = _fit(tiny_dataset, [seed], loss).loss.member(0).state_dict()
+        member = together.loss.member(k).state_dict()
+        for key, value in alone.items():
+            torch.testing.assert_close(member[key], value, msg=f"seed {seed}: {key}")
+    first, second = (together.loss.member(k).state_dict() for k in (0, 1))
+    assert not torch.equal(first["actor.net.0.weight"], second["actor.net.0.weight"])
+    results = together.evaluate_members(episodes=2)
+    assert len(results) == 2 and len(together.policies()) == 2
+
+
+def test_a_members_nan_stops_the_fit_naming_the_member_and_its_seed(tiny_dataset):
+    module = ExploiterModule(ENV, LOSSES["iql"], updates=8, updates_per_step=4, batch_size=32, eval_every=0,
+                             seeds=[3, 5, 7])
+    with torch.no_grad():
+        module.loss.stacked.value.net[0].weight[1].fill_(float("nan"))
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(NonFiniteLossError, match=r"member\(s\) 1 \(seed 5\)"):
+        trainer.fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
+
+
+def test_bad_seeds_and_an_explorer_with_members_are_refused():
+    with pytest.raises(ConfigError, match="distinct"):
+        ExploiterModule(ENV, LOSSES["iql"], seeds=[1, 1])
+    with pytest.raises(ConfigError, match="distinct"):
+        ExploiterModule(ENV, LOSSES["iql"], seeds=[])
+    with pytest.raises(ConfigError, match="exploiter only"):
+        ExplorerModule(ENV, LOSSES["iql"], seeds=[0, 1])
