@@ -224,3 +224,22 @@ def test_time_based_checkpoints_are_written_during_a_phase(monkeypatch, tmp_path
         clock[0] = 1000.0 + 60 * minute
         callback.on_train_batch_end(None, module, None, None, 0)
     assert saves == [1000.0 + 60 * 2.1, 1000.0 + 60 * 4.2]
+
+
+def test_exploiter_members_killed_mid_phase_resume_as_if_never_stopped(tmp_path, tiny_dataset):
+    """With ``seeds`` (two members trained as one), each member's generator (its batches and
+    its loss's noise) is in the checkpoint: killed between two checkpoints and resumed, the
+    members end where an uninterrupted run's end."""
+    members = "--model.init_args.exploiter.init_args.seeds=[2,3]"
+    whole = tmp_path / "whole"
+    run(tiny_job(whole, tiny_dataset, members, config="ooo_calql.yaml"))
+    root = tmp_path / "run"
+    job = tiny_job(root, tiny_dataset, members, "--checkpoint.every_steps=5", config="ooo_calql.yaml")
+    run([*job, callback_arg(kill_phase="exploiter", kill_at_step=12)], returncode=-signal.SIGKILL)
+    saved = torch.load(root / "exploiter" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["ooo_steps_done"] == 10 and len(saved["ooo_rank_states"][0]["member_rng"]) == 2
+    run([*job, "--ckpt_path=last"])
+    assert _same(_final_state(root, "exploiter"), _final_state(whole, "exploiter"))
+    results = json.loads((root / "results.json").read_text())
+    assert [m["seed"] for m in results["exploiter"]["members"]] == [2, 3]
+    assert (root / "results.json").read_text() == (whole / "results.json").read_text()
