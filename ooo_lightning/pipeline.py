@@ -59,6 +59,10 @@ class OOOPipeline:
             exploiter against online steps), each entry ``exploiter_T<T>`` in results.json.
             A T at or beyond the end of the buffer is the whole buffer and is reported as
             ``exploiter``. Null: one exploiter on the whole buffer.
+        exploiter_curve: how those exploiters train: ``apart``, one fit after another, or
+            ``together``, as the members of one fit (each on its prefix; the same results.json
+            entries). Together needs a loss without Monte-Carlo returns and a buffer from one
+            process.
         final_eval_episodes: episodes of the final evaluation of each policy.
         eval_seed: seed of the first final-evaluation episode (episode i uses eval_seed + i).
     """
@@ -68,6 +72,7 @@ class OOOPipeline:
         explorer: ExplorerModule | None = None,
         exploiter: ExploiterModule | None = None,
         exploiter_online_steps: list[int] | None = None,
+        exploiter_curve: str = "apart",
         final_eval_episodes: int = 50,
         eval_seed: int = 10_000,
     ) -> None:
@@ -89,6 +94,9 @@ class OOOPipeline:
             if not exploiter_online_steps or any(t < 0 for t in exploiter_online_steps):
                 raise ConfigError(f"exploiter_online_steps must be a non-empty list of steps >= 0, got {exploiter_online_steps}")
             exploiter_online_steps = sorted(set(int(t) for t in exploiter_online_steps))
+        if exploiter_curve not in ("apart", "together"):
+            raise ConfigError(f"exploiter_curve must be 'apart' or 'together', got {exploiter_curve!r}")
+        self.exploiter_curve = exploiter_curve
         self.explorer = explorer
         self.exploiter = exploiter
         self.exploiter_online_steps = exploiter_online_steps
@@ -100,7 +108,7 @@ class OOOPipeline:
         if self.explorer is not None:
             phases.append(ExplorerPhase(self.explorer))
         if self.exploiter is not None:
-            phases.append(ExploiterPhase(self.exploiter, self.exploiter_online_steps))
+            phases.append(ExploiterPhase(self.exploiter, self.exploiter_online_steps, self.exploiter_curve == "together"))
         return phases
 
 
@@ -135,6 +143,7 @@ class ExploiterPhase:
 
     module: ExploiterModule
     online_steps: list[int] | None = None
+    together: bool = False
 
     def run(self, runner: PhaseRunner, data: ReplayDataModule) -> None:
         if self.online_steps is None:
@@ -142,6 +151,15 @@ class ExploiterPhase:
             runner.fit_exploiter("exploiter", self.module, data if data.buffer is None else _sharing(data.buffer))
             return
         buffer = data.buffer if data.buffer is not None else data.load_saved_buffer()
+        if self.together:
+            # The T < end of the buffer, then the whole buffer once, as the loop below trains them.
+            steps = [t for t in self.online_steps if t < buffer.num_online]
+            steps += [buffer.num_online] if len(steps) < len(self.online_steps) else []
+            names = [f"exploiter_T{t}" if t < buffer.num_online else "exploiter" for t in steps]
+            runner.fit_curve("exploiter_curve", self.module.prefix_members(steps), _sharing(buffer), names)
+            if distributed.is_rank_zero():
+                runner.plot_online_steps_curve()
+            return
         for steps in self.online_steps:
             whole = steps >= buffer.num_online
             # A fresh, untrained agent for each T, on its own prefix of the buffer.
@@ -237,7 +255,8 @@ class PhaseRunner:
             return self.ckpt_path
         return phase_checkpoint(self.run_dir, phase)
 
-    def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> EvalResult | None:
+    def _fit_and_evaluate(self, phase: str, module: RLModule, data: ReplayDataModule) -> list[dict] | None:
+        """Fits ``phase``; on rank 0, the final evaluation's results.json entry of each agent."""
         trainer = self._trainer(phase)
         ckpt = self._resume_from(phase)
         if ckpt is not None:
@@ -248,22 +267,40 @@ class PhaseRunner:
         if not distributed.is_rank_zero():
             return None
         reference = data.buffer.info.reference_returns if data.buffer is not None else None
-
-        def entry(result: EvalResult) -> dict:
-            out = result.to_dict()
+        entries = []
+        for result in module.evaluate_members(self.final_eval_episodes, self.eval_seed):
+            entries.append(result.to_dict())
             if reference:
-                out["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
-                out["score_reference"] = list(reference)
-            return out
+                entries[-1]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
+                entries[-1]["score_reference"] = list(reference)
+        return entries
 
-        results = module.evaluate_members(self.final_eval_episodes, self.eval_seed)
-        result = results[0] if module.seeds is None else mean_result(results)
-        self.results[phase] = entry(result)
-        if module.seeds is not None:
+    def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> None:
+        entries = self._fit_and_evaluate(phase, module, data)
+        if entries is None:
+            return
+        if module.seeds is None:
+            self.results[phase] = entries[0]
+        else:
             # Every seed apart, as separate runs would report them; the entry itself is their mean.
-            self.results[phase]["members"] = [{"seed": seed, **entry(r)} for seed, r in zip(module.seeds, results)]
-        log.info("%s: %s", phase, result)
-        return result
+            mean = mean_result([EvalResult(**{k: e[k] for k in EvalResult.__dataclass_fields__}) for e in entries])
+            self.results[phase] = {**mean.to_dict(), "members": [{"seed": s, **e} for s, e in zip(module.seeds, entries)]}
+            if "score_reference" in entries[0]:
+                reference = tuple(entries[0]["score_reference"])
+                self.results[phase]["normalized_score"] = normalized_score(mean.return_mean, reference)
+                self.results[phase]["score_reference"] = list(reference)
+        log.info("%s: %s", phase, self.results[phase])
+
+    def fit_curve(self, phase: str, module: ExploiterModule, data: ReplayDataModule, names: list[str]) -> None:
+        """The exploiter curve as the members of one fit (``ExploiterModule.prefix_members``):
+        member k's final evaluation is results.json's ``names[k]``, as if fitted apart."""
+        if self.resume and all(name in self.results for name in names):
+            log.info("%s: finished in the earlier run, not run again", phase)
+            return
+        entries = self._fit_and_evaluate(phase, module, data)
+        if entries is not None:
+            self.results.update(zip(names, entries))
+            self.write_results()
 
     def finished(self, phase: str) -> bool:
         """Whether a resumed run finished ``phase`` already (it has an entry in results.json)."""

@@ -157,6 +157,23 @@ def test_exploiter_curve_trains_one_fresh_agent_per_online_step_count(pipeline_r
     assert (cli.run_dir / "plots" / "exploiter_vs_online_steps.png").is_file()
 
 
+def test_exploiter_curve_together_trains_the_prefixes_in_one_fit_with_the_same_entries(pipeline_run, tmp_path):
+    cli = OOOLightningCLI(
+        args=["fit", *config_args(REPO / "configs/point_mass_wall/exploiter_curve_iql.yaml"),
+              f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'curve'}",
+              "--model.init_args.exploiter_online_steps=[0,20,1000]", "--model.init_args.final_eval_episodes=1",
+              "--model.init_args.exploiter_curve=together",
+              "--model.init_args.exploiter.init_args.updates=8", *_tiny("exploiter"),
+              "--trainer.enable_progress_bar=false"]
+    )
+    results = json.loads((cli.run_dir / "results.json").read_text())
+    assert list(results) == ["exploiter_T0", "exploiter_T20", "exploiter"]
+    assert [r["env_steps"] for r in results.values()] == [0, 20, 48]
+    ckpt = torch.load(cli.run_dir / "exploiter_curve" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["ooo_num_updates"] == 8 and ckpt["state_dict"]["loss.stacked.actor.log_std"].shape[0] == 3
+    assert (cli.run_dir / "plots" / "exploiter_vs_online_steps.png").is_file()
+
+
 def test_a_whole_pipeline_with_exploiter_online_steps_retrains_on_each_prefix(tmp_path, tiny_dataset):
     """Phases 1-3 in one command with the curve: the explorer collects 48 steps, then one fresh
     exploiter per T on the offline data plus the first T of them."""

@@ -57,6 +57,8 @@ class DataRequest:
             start, after the checkpoint is loaded).
         member_generators: one per member of a module that trains several agents as one:
             each member's batches are drawn with its own generator; None: one agent.
+        member_online_steps: with members, each member's own buffer prefix (the offline data
+            plus that many online transitions); None: every member samples the whole buffer.
     """
 
     env_id: str
@@ -71,6 +73,7 @@ class DataRequest:
     generated_dataset: GeneratedDataset | None = None
     batches_done: Callable[[], int] = lambda: 0
     member_generators: list[torch.Generator] | None = None
+    member_online_steps: list[int] | None = None
 
 
 class ReplayDataModule(LightningDataModule):
@@ -151,6 +154,9 @@ class ReplayDataModule(LightningDataModule):
         if self.buffer is None:
             self.buffer = self.load_saved_buffer() if self.buffer_path else self._build(request)
         self._check_dims(request)
+        if request.member_online_steps is not None and len(self.buffer.info.segments()) > 1:
+            raise ConfigError("members on buffer prefixes need a buffer collected by one process; this one has "
+                              f"{len(self.buffer.info.segments())} ranks' blocks: run the curve one exploiter per T")
         self.buffer = self.buffer.prefix(request.online_steps_limit)
         self.buffer.reserve(request.online_capacity)
         self.buffer.use_returns(request.returns)
@@ -244,7 +250,7 @@ class ReplayDataModule(LightningDataModule):
                               "BufferConnection callback calls prepare), or call prepare(module.data_request())")
         request = self.request
         stream = BatchStream(self.buffer, request.sampling, request.num_batches, request.batches_done,
-                             request.member_generators)
+                             request.member_generators, request.member_online_steps)
         return _ResumableLoader(stream, batch_size=None, num_workers=0, collate_fn=_as_is)
 
 

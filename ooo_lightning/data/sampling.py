@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -81,7 +80,8 @@ class BatchStream(IterableDataset):
 
     With ``member_generators`` (one per member of a module that trains several agents as
     one), each member draws its own batches with its own generator: [updates_per_step,
-    members, batch_size]."""
+    members, batch_size]; with ``member_online_steps`` too, member k only from the offline
+    rows and the first ``member_online_steps[k]`` online ones (one block of online rows)."""
 
     def __init__(
         self,
@@ -90,9 +90,11 @@ class BatchStream(IterableDataset):
         num_batches: int,
         batches_done: Callable[[], int] = lambda: 0,
         member_generators: list[torch.Generator] | None = None,
+        member_online_steps: list[int] | None = None,
     ) -> None:
         self.buffer, self.spec, self.num_batches, self.batches_done = buffer, spec, num_batches, batches_done
         self.member_generators = member_generators
+        self.member_online_steps = member_online_steps
 
     def __len__(self) -> int:
         return self.num_batches
@@ -113,10 +115,15 @@ class BatchStream(IterableDataset):
                 reward = buffer.rows(torch.arange(scanned, end)).get(("next", "reward")).reshape(-1)
                 positives = torch.cat([positives, torch.nonzero(reward > 0).reshape(-1) + scanned])
                 scanned = end
-            draw = partial(sample_indices, end, spec.updates_per_step, spec.batch_size, positives, spec.positive_samples,
-                           num_offline=buffer.num_offline, offline_fraction=spec.offline_fraction)
             if self.member_generators is None:
-                idx = draw()
+                idx = self._draw(end, positives)
             else:
-                idx = torch.stack([draw(generator=g) for g in self.member_generators], 1)
+                limits = self.member_online_steps or [None] * len(self.member_generators)
+                ends = [end if t is None else min(end, buffer.num_offline + t) for t in limits]
+                idx = torch.stack([self._draw(e, positives[positives < e], g) for e, g in zip(ends, self.member_generators)], 1)
             yield buffer.rows(idx)
+
+    def _draw(self, end: int, positives: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        spec = self.spec
+        return sample_indices(end, spec.updates_per_step, spec.batch_size, positives, spec.positive_samples, generator,
+                              num_offline=self.buffer.num_offline, offline_fraction=spec.offline_fraction)

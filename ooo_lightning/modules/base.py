@@ -104,8 +104,8 @@ class RLModule(LightningModule):
         probe.close()
         if seeds is not None:
             seeds = [int(s) for s in seeds]
-            if not seeds or len(set(seeds)) != len(seeds):
-                raise ConfigError(f"{type(self).__name__}: seeds must be distinct and at least one, got {seeds}")
+            if not seeds:
+                raise ConfigError(f"{type(self).__name__}: seeds must list at least one seed (null: one agent)")
         #: Members' seeds (one agent each, trained as one ``MemberStack``); None: one agent.
         self.seeds = seeds
         #: Each member's generator: its batches and its loss's noise (None without members).
@@ -180,6 +180,7 @@ class RLModule(LightningModule):
             generated_dataset=TaskDataset(self.env_id, self.env_kwargs),
             batches_done=lambda: self.steps_done,
             member_generators=self.member_generators,
+            member_online_steps=self.member_online_steps,
         )
 
     def attach_buffer(self, buffer: OfflineOnlineBuffer) -> None:
@@ -205,11 +206,17 @@ class RLModule(LightningModule):
 
     #: Train on the offline data plus this many online transitions only (None: all).
     online_steps_limit: int | None = None
+    #: Members only: each member's own such limit (the exploiter's curve in one fit).
+    member_online_steps: list[int] | None = None
 
     @property
     def env_steps(self) -> int:
         """Online environment steps behind the current policy."""
         return 0
+
+    def member_env_steps(self) -> list[int]:
+        """``env_steps`` of each agent (one entry without members)."""
+        return [self.env_steps] * (self.num_members or 1)
 
     # --- Lightning hooks -----------------------------------------------------------------
     def optimizer_specs(self) -> list[tuple[str, list[torch.nn.Parameter], float]]:
@@ -423,9 +430,9 @@ class RLModule(LightningModule):
                 episodes=episodes or self.eval_episodes,
                 seed=(self.seed + 1_000_000) if seed is None else seed,
                 env_kwargs=self.env_kwargs,
-                env_steps=self.env_steps,
+                env_steps=env_steps,
             )
-            for policy in self.policies()
+            for policy, env_steps in zip(self.policies(), self.member_env_steps())
         ]
 
     def run_evaluation(self, episodes: int | None = None, seed: int | None = None, log: bool = True) -> EvalResult:

@@ -50,10 +50,43 @@ def test_a_members_nan_stops_the_fit_naming_the_member_and_its_seed(tiny_dataset
         trainer.fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
 
 
-def test_bad_seeds_and_an_explorer_with_members_are_refused():
-    with pytest.raises(ConfigError, match="distinct"):
-        ExploiterModule(ENV, LOSSES["iql"], seeds=[1, 1])
-    with pytest.raises(ConfigError, match="distinct"):
+def test_no_seeds_and_an_explorer_with_members_are_refused():
+    with pytest.raises(ConfigError, match="at least one seed"):
         ExploiterModule(ENV, LOSSES["iql"], seeds=[])
     with pytest.raises(ConfigError, match="exploiter only"):
         ExplorerModule(ENV, LOSSES["iql"], seeds=[0, 1])
+
+
+def test_prefix_members_train_as_each_prefix_alone(tiny_dataset):
+    """The curve against online steps in one fit: member k samples only the offline rows and
+    the first T_k online ones, and ends where the same exploiter fitted on T_k alone ends."""
+    from ooo_lightning.data.buffer import OfflineOnlineBuffer
+    from ooo_lightning.data.datamodule import ReplayDataModule as Data
+
+    data = Data(dataset=str(tiny_dataset))
+    base = ExploiterModule(ENV, LOSSES["iql"], updates=16, updates_per_step=4, batch_size=32, eval_every=0, seed=7)
+    buffer = data.prepare(base.data_request())
+    # Pretend the last 200 offline rows were collected online: a buffer with an online part.
+    info = buffer.info
+    rows = buffer.rows_between(0, len(buffer))
+    online = OfflineOnlineBuffer.empty(type(info)(**{**info.__dict__, "num_offline": len(rows) - 200, "num_online": 0}))
+    online.replay.extend(rows[: len(rows) - 200])
+    online.add_online(rows[len(rows) - 200 :])
+
+    def fit(module):
+        shared = Data()
+        shared.attach(online)
+        Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False).fit(module, datamodule=shared)
+        return module
+
+    steps = [0, 50, 200]
+    together = fit(base.prefix_members(steps))
+    assert together.member_env_steps() == steps
+    for k, t in enumerate(steps):
+        alone = fit(base.prefix_members([t])).loss.member(0).state_dict()
+        member = together.loss.member(k).state_dict()
+        for key, value in alone.items():
+            torch.testing.assert_close(member[key], value, msg=f"T={t}: {key}")
+    assert not torch.equal(together.loss.member(0).state_dict()["actor.net.0.weight"],
+                           together.loss.member(2).state_dict()["actor.net.0.weight"])
