@@ -116,7 +116,9 @@ def test_ranks_whose_gradients_are_not_averaged_stop_with_the_divergence_error(t
 
 def test_two_process_ddp_run_keeps_both_ranks_transitions(tmp_path, tiny_dataset):
     root = tmp_path / "ddp"
-    done = run(tiny_job(root, tiny_dataset, "--trainer.devices=2", "--trainer.strategy=ddp", online_steps=400))
+    # The exploiter as two members (seeds): each rank holds both and averages their gradients.
+    done = run(tiny_job(root, tiny_dataset, "--trainer.devices=2", "--trainer.strategy=ddp",
+                        "--model.init_args.exploiter.init_args.seeds=[5,6]", online_steps=400))
     buffer = OfflineOnlineBuffer.load(root / "buffer")
     replay, info = buffer.replay, buffer.info
     assert info.online_segments == [400, 400]
@@ -127,6 +129,7 @@ def test_two_process_ddp_run_keeps_both_ranks_transitions(tmp_path, tiny_dataset
     assert not torch.equal(rank0["observation"][:50], rank1["observation"][:50])
     results = json.loads((root / "results.json").read_text())
     assert results["explorer"]["env_steps"] == 800 and results["exploiter"]["env_steps"] == 800
+    assert [m["seed"] for m in results["exploiter"]["members"]] == [5, 6]
     # Rank 0 alone reports; the other rank wrote no run directory of its own.
     assert done.stdout.count("run directory:") == 1
     assert not (tmp_path / "ddp-v1").exists()

@@ -243,6 +243,9 @@ class RLModule(LightningModule):
         if distributed.world_size() > 1 and not self._resumed:
             # Lightning seeds every rank alike; each rank samples its own batches and actions.
             torch.manual_seed(self.seed + 7919 * distributed.rank())
+            # Each rank holds every member: each member's batches and noise differ per rank too.
+            for seed, generator in zip(self.seeds or [], self.member_generators or []):
+                generator.manual_seed(seed + 7919 * distributed.rank())
         # Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork safety before workers
         # start), which makes every torch.cuda.is_available() open the NVML library; Adam calls
         # it on each step, which cost ~0.1-0.3 ms per optimiser step here. Worker processes
