@@ -51,10 +51,15 @@ def plot_learning_curves(run_dir: str | Path, phases: tuple[str, ...] | None = N
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for phase, path in logs.items():
         m = read_metrics(path)
+        members = sorted({int(k.split("/")[1][len("member_"):]) for k in m if k.startswith("eval/member_")})
         for ax, key, label in ((axes[0], "eval/success_rate", "success rate"), (axes[1], "eval/return_mean", "return")):
             x, y = metric_series(m, "eval/updates", key)
             if len(x):
-                ax.plot(x, y, marker="o", ms=3, label=phase)
+                line = ax.plot(x, y, marker="o", ms=3, label=phase + (" (members' mean)" if members else ""))[0]
+                for k in members:  # each member of a module with seeds, thin, in the phase's colour
+                    xk, yk = metric_series(m, "eval/updates", key.replace("eval/", f"eval/member_{k}/"))
+                    ax.plot(xk, yk, color=line.get_color(), lw=0.7, alpha=0.5,
+                            label=f"{phase} members" if k == members[0] else None)
             ax.set_xlabel("gradient updates")
             ax.set_ylabel(f"evaluation {label} (mean action)")
         x, y = metric_series(m, "progress/env_steps", "online/success_rate")

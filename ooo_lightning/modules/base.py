@@ -442,15 +442,20 @@ class RLModule(LightningModule):
         """Mean-action rollouts of the current policy (with members: every member's, averaged);
         logged when called inside training."""
         results = self.evaluate_members(episodes, seed)
-        result = results[0] if len(results) == 1 else mean_result(results)
+        result = results[0] if self.seeds is None else mean_result(results)
         if log:
+            metrics = {
+                "eval/return_mean": result.return_mean,
+                "eval/success_rate": result.success_rate,
+                "eval/updates": float(self.num_updates),
+                "eval/env_steps": float(self.env_steps),
+            }
+            if self.seeds is not None:  # each member's curve too (the plots draw them)
+                for k, member in enumerate(results):
+                    metrics[f"eval/member_{k}/return_mean"] = member.return_mean
+                    metrics[f"eval/member_{k}/success_rate"] = member.success_rate
             self.log_dict(
-                {
-                    "eval/return_mean": result.return_mean,
-                    "eval/success_rate": result.success_rate,
-                    "eval/updates": float(self.num_updates),
-                    "eval/env_steps": float(self.env_steps),
-                },
+                metrics,
                 on_step=True,
                 on_epoch=False,
                 batch_size=self.batch_size,

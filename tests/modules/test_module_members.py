@@ -39,6 +39,24 @@ def test_members_train_as_each_seed_alone(tiny_dataset, loss):
     assert len(results) == 2 and len(together.policies()) == 2
 
 
+def test_each_members_evaluation_is_logged_and_drawn(tiny_dataset, tmp_path, figures):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from ooo_lightning.plots import plot_learning_curves, read_metrics
+
+    module = ExploiterModule(ENV, LOSSES["iql"], updates=16, updates_per_step=4, batch_size=32, eval_every=2,
+                             eval_episodes=1, seeds=[3, 5])
+    Trainer(accelerator="cpu", max_epochs=1, logger=CSVLogger(tmp_path, name="exploiter", version=""), log_every_n_steps=1,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(
+        module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
+    metrics = read_metrics(tmp_path / "exploiter" / "metrics.csv")
+    assert {"eval/member_0/success_rate", "eval/member_1/return_mean", "eval/success_rate"} <= metrics.keys()
+    assert plot_learning_curves(tmp_path).is_file()
+    success_axis = figures[-1].axes[0]
+    assert len(success_axis.lines) == 3  # the mean and each member
+    assert {line.get_label() for line in success_axis.lines} >= {"exploiter (members' mean)", "exploiter members"}
+
+
 def test_a_members_nan_stops_the_fit_naming_the_member_and_its_seed(tiny_dataset):
     module = ExploiterModule(ENV, LOSSES["iql"], updates=8, updates_per_step=4, batch_size=32, eval_every=0,
                              seeds=[3, 5, 7])
