@@ -10,29 +10,18 @@ steps each member as its own Adam would (issue 14; docs/design.md#members). Targ
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torch.func import functional_call, vmap
 
-from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.losses.base import NOISE, ActorCriticLoss
+from ooo_lightning.stacking import MemberCaller, check_members, member_copy, stack_copies
 
 #: Cache entries under this prefix hold a term's value per member ([K]); the terms themselves
 #: are their sums over the members (what is back-propagated).
 MEMBER_LOSS = "member_loss/"
-
-
-def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    *path, leaf = name.split(".")
-    owner = module.get_submodule(".".join(path))
-    if isinstance(value, nn.Parameter):
-        owner.register_parameter(leaf, value)
-    else:
-        owner.register_buffer(leaf, value)
 
 
 class MemberStack(ActorCriticLoss):
@@ -49,13 +38,8 @@ class MemberStack(ActorCriticLoss):
     """
 
     def __init__(self, losses: Sequence[ActorCriticLoss], generators: Sequence[torch.Generator] | None = None) -> None:
-        if not losses:
-            raise ConfigError("MemberStack needs at least one member")
+        check_members(losses, generators, "MemberStack")
         first = losses[0]
-        if any(type(loss) is not type(first) for loss in losses):
-            raise ConfigError(f"the members must share one loss class, got {sorted({type(l).__name__ for l in losses})}")
-        if generators is not None and len(generators) != len(losses):
-            raise ConfigError(f"one generator per member: {len(generators)} for {len(losses)} members")
         super().__init__()
         self.keys = first.keys
         self.stages = first.stages
@@ -68,14 +52,9 @@ class MemberStack(ActorCriticLoss):
         self.generators = list(generators) if generators is not None else None
         #: The loss's structure with every tensor stacked, [K, ...]: its own ``term_parameters``
         #: and ``after_stage`` apply to all members at once; its state_dict keys are the loss's.
-        self.stacked = copy.deepcopy(first)
-        for name, value in first.named_parameters():
-            stacked = torch.stack([dict(loss.named_parameters())[name].detach() for loss in losses])
-            _set_tensor(self.stacked, name, nn.Parameter(stacked, requires_grad=value.requires_grad))
-        for name, value in first.named_buffers():
-            _set_tensor(self.stacked, name, torch.stack([dict(loss.named_buffers())[name] for loss in losses]))
+        self.stacked = stack_copies(losses)
         # Not a submodule: the stacked loss is registered once, here, as ``stacked``.
-        object.__setattr__(self, "_caller", _StageLosses(self.stacked))
+        object.__setattr__(self, "_call", MemberCaller(self.stacked))
 
     # --- the loss contract, for all members --------------------------------------------
     @property
@@ -109,8 +88,9 @@ class MemberStack(ActorCriticLoss):
             raise ValueError(f"a MemberStack of {self.num_members} takes batches [members, batch], got {tuple(first.shape)}")
         noise = self.draw_noise(stage, first.shape[1], first)
         carried = {k: v for k, v in cache.items() if not k.startswith(MEMBER_LOSS)}
-        tensors = {f"loss.{name}": value for name, value in (*self.stacked.named_parameters(), *self.stacked.named_buffers())}
-        terms, out = vmap(self._one_member, in_dims=(0, 0, 0, 0, None))(tensors, columns, carried, noise, stage)
+        # The members' noise, drawn outside: inside vmap it would not be their solo runs' numbers.
+        carried.update({NOISE + key: value for key, value in noise.items()})
+        terms, out = self._call(_stage_losses, (columns, carried), shared=(stage,))
         cache.update(out)
         for term, value in terms.items():
             cache[MEMBER_LOSS + term] = value.detach()
@@ -118,31 +98,13 @@ class MemberStack(ActorCriticLoss):
         self.member_losses = {term: value.detach() for term, value in terms.items()}
         return {term: value.sum() for term, value in terms.items()}
 
-    def _one_member(self, tensors, columns, cache, noise, stage):
-        # The member's noise, drawn outside: inside vmap it would not be its solo run's numbers.
-        cache = {**cache, **{NOISE + key: value for key, value in noise.items()}}
-        terms = functional_call(self._caller, tensors, (stage, columns, cache), strict=True)
-        return terms, cache
-
     # --- one member ---------------------------------------------------------------------
     def member(self, index: int) -> ActorCriticLoss:
         """A plain loss holding member ``index``'s current weights (a copy): to act, evaluate
         or save that agent alone."""
-        one = copy.deepcopy(self.stacked)
-        for name, value in self.stacked.named_parameters():
-            _set_tensor(one, name, nn.Parameter(value.detach()[index].clone(), requires_grad=value.requires_grad))
-        for name, value in self.stacked.named_buffers():
-            _set_tensor(one, name, value[index].clone())
-        return one
+        return member_copy(self.stacked, index)
 
 
-class _StageLosses(nn.Module):
-    """``functional_call`` runs a module's ``forward``: this one's is the loss's
-    ``stage_losses`` (tensor names ``loss.<the loss's name>``)."""
-
-    def __init__(self, loss: ActorCriticLoss) -> None:
-        super().__init__()
-        self.loss = loss
-
-    def forward(self, stage, columns, cache):
-        return self.loss.stage_losses(stage, columns, cache)
+def _stage_losses(loss: ActorCriticLoss, columns: dict, cache: dict, stage: int) -> tuple[dict, dict]:
+    """One member's stage: its terms and its cache (a copy inside vmap: returned to come out)."""
+    return loss.stage_losses(stage, columns, cache), cache

@@ -94,7 +94,7 @@ def test_a_member_state_dict_has_the_solo_keys_with_a_member_axis():
 def test_bad_members_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="at least one member"):
         MemberStack([])
-    with pytest.raises(ConfigError, match="share one loss class"):
+    with pytest.raises(ConfigError, match="share one class"):
         MemberStack([LOSSES["iql"](), LOSSES["sac"]()])
     with pytest.raises(ConfigError, match="one generator per member"):
         MemberStack([LOSSES["iql"]()] * 2, [torch.Generator()])
