@@ -169,7 +169,9 @@ class CountBonus(ExplorationBonus):
         self.counts.index_add_(0, keys, torch.ones_like(keys))
 
     @torch.no_grad()
-    def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def compute(
+        self, batch: TensorDictBase, update: bool = True, noise: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Bonus ``1 / sqrt(n + 1)`` per row and no loss; ``update`` is ignored (see ``observe``)."""
         observation = batch.get(self.observation_key)
         n = self.visit_counts(observation)

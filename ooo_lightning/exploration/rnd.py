@@ -39,8 +39,9 @@ class RunningMeanStd(nn.Module):
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
         batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         if self.momentum is not None:
-            # The first batch replaces the initial (0, 1) instead of being averaged with it.
-            m = 1.0 if self.count < 1 else self.momentum
+            # The first batch replaces the initial (0, 1) instead of being averaged with it (a
+            # tensor, not a Python branch: the statistics of stacked members run under vmap).
+            m = torch.where(self.count < 1, 1.0, self.momentum)
             self.var.lerp_(batch_var + (batch_mean - self.mean).pow(2) * (1 - m), m)
             self.mean.lerp_(batch_mean, m)
             self.count.add_(n)
@@ -70,8 +71,18 @@ class ExplorationBonus(nn.Module):
     def observe(self, transitions: TensorDictBase) -> None:
         """Record transitions added to the buffer (nothing to do for RND)."""
 
-    def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def compute(
+        self, batch: TensorDictBase, update: bool = True, noise: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``noise``: the draws of ``draw_noise``, given from outside (a ``MemberBonus``'s
+        members draw theirs from their own generators); None: drawn here."""
         raise NotImplementedError
+
+    def draw_noise(
+        self, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every random draw of an updating ``compute`` on ``batch_size`` rows (none here)."""
+        return {}
 
 
 class RNDBonus(ExplorationBonus):
@@ -176,7 +187,18 @@ class RNDBonus(ExplorationBonus):
             z = self._normalise(obs)
             return self._error(self.predictor(z), self.target(z))
 
-    def compute(self, batch: TensorDictBase, update: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def draw_noise(
+        self, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The rows the predictor trains on: a random ``update_fraction`` of the batch. A
+        random subset: with up-sampled rewards or offline/online mixing the first rows of a
+        batch are not a uniform sample."""
+        n = max(1, int(round(batch_size * self.update_fraction)))
+        return {"rows": torch.randperm(batch_size, device=reference.device, generator=generator)[:n]}
+
+    def compute(
+        self, batch: TensorDictBase, update: bool = True, noise: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         obs = batch.get(self.observation_key)
         z = self._normalise(obs)
         with torch.no_grad():
@@ -194,10 +216,7 @@ class RNDBonus(ExplorationBonus):
         if not update:
             return bonus, None
         self.observation_stats.update(obs)  # after the bonus, as in the paper's code
-        # A random subset: with up-sampled rewards or offline/online mixing the first rows
-        # of a batch are not a uniform sample.
-        n = max(1, int(round(obs.shape[0] * self.update_fraction)))
-        rows = torch.randperm(obs.shape[0], device=obs.device)[:n]
+        rows = (noise or self.draw_noise(obs.shape[0], obs))["rows"]
         loss = _mse(self.predictor(z[rows]), target[rows])
         return bonus, loss
 
