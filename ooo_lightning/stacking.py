@@ -58,6 +58,20 @@ def member_copy(stacked: nn.Module, index: int) -> nn.Module:
     return one
 
 
+def stacked_draws(
+    draw: Callable[[torch.Tensor, torch.Generator | None], dict[str, torch.Tensor]],
+    generators: Sequence[torch.Generator | None],
+    reference: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Each member's random draws, ``draw(reference, generator)``, stacked on dim 0: drawn
+    where the member's generator lives, returned where ``reference`` is."""
+    draws = []
+    for g in generators:
+        where = reference if g is None or g.device == reference.device else reference.new_empty(0, device=g.device)
+        draws.append({k: v.to(reference.device) for k, v in draw(where, g).items()})
+    return {key: torch.stack([d[key] for d in draws]) for key in draws[0]}
+
+
 class _Apply(nn.Module):
     """``functional_call`` runs a module's ``forward``: this one's applies a function to the
     wrapped module (tensor names ``module.<the module's name>``)."""

@@ -13,7 +13,7 @@ from tensordict import TensorDictBase
 
 from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.exploration.rnd import ExplorationBonus, RNDBonus
-from ooo_lightning.stacking import MemberCaller, check_members, member_copy, stack_copies
+from ooo_lightning.stacking import MemberCaller, check_members, member_copy, stack_copies, stacked_draws
 
 
 class MemberBonus(ExplorationBonus):
@@ -41,9 +41,8 @@ class MemberBonus(ExplorationBonus):
     def draw_noise(
         self, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        gens = self.generators or [generator] * self.num_members
-        draws = [self.stacked.draw_noise(batch_size, reference, g) for g in gens]
-        return {key: torch.stack([d[key] for d in draws]) for key in draws[0]}
+        return stacked_draws(lambda where, g: self.stacked.draw_noise(batch_size, where, g),
+                             self.generators or [generator] * self.num_members, reference)
 
     def compute(
         self, batch: TensorDictBase, update: bool = True, noise: dict[str, torch.Tensor] | None = None

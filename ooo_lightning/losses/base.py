@@ -147,9 +147,9 @@ def staged_update(
     before_step: Callable[[list[torch.optim.Optimizer]], None] | None = None,
     stage_losses: Callable[[int, TensorDictBase, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One gradient update of ``loss``, stage by stage (those ``loss.runs_stage``): the stage's terms, one backward of their
-    sum, one step of each term's optimiser, then ``loss.after_stage``. Returns the losses and
-    the cache (diagnostics under ``metric/...``). ``check`` sees each stage's total and terms
+    """One gradient update of ``loss``, stage by stage (each that ``loss.runs_stage``): the
+    stage's terms, one backward of their sum, one step of each term's optimiser, then
+    ``loss.after_stage``. Returns the losses and the cache (diagnostics under ``metric/...``). ``check`` sees each stage's total and terms
     before any gradient; ``before_step`` the stage's optimisers after the backward (the
     gradient average under DDP); ``stage_losses`` stands in for ``loss.stage_losses`` (its
     compiled form)."""

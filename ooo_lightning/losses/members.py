@@ -17,7 +17,7 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from ooo_lightning.losses.base import NOISE, ActorCriticLoss
-from ooo_lightning.stacking import MemberCaller, check_members, member_copy, stack_copies
+from ooo_lightning.stacking import MemberCaller, check_members, member_copy, stack_copies, stacked_draws
 
 #: Cache entries under this prefix hold a term's value per member ([K]); the terms themselves
 #: are their sums over the members (what is back-propagated).
@@ -74,12 +74,8 @@ class MemberStack(ActorCriticLoss):
         self, stage: int, batch_size: int, reference: torch.Tensor, generator: torch.Generator | None = None
     ) -> dict[str, torch.Tensor]:
         """Each member's draws, from its own generator, stacked: ``[K, ...]``."""
-        gens = self.generators or [generator] * self.num_members
-        draws = []
-        for g in gens:  # drawn where the member's generator lives, used where the batch is
-            where = reference if g is None or g.device == reference.device else reference.new_empty(0, device=g.device)
-            draws.append({k: v.to(reference.device) for k, v in self.stacked.draw_noise(stage, batch_size, where, g).items()})
-        return {key: torch.stack([d[key] for d in draws]) for key in draws[0]}
+        return stacked_draws(lambda where, g: self.stacked.draw_noise(stage, batch_size, where, g),
+                             self.generators or [generator] * self.num_members, reference)
 
     def stage_losses(self, stage: int, batch: TensorDictBase, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         columns = dict(batch.items(include_nested=True, leaves_only=True)) if isinstance(batch, TensorDictBase) else batch
