@@ -11,8 +11,9 @@ hand-written plain-PyTorch loop of the same networks and update, in the same pro
     python benchmarks/throughput.py --loss iql --rnd --seconds 20 --compare bonus_order
 
 ``--compile`` fits the module with ``compile: true`` (the warm-up steps absorb the compile
-time, which is printed as ``compile_seconds``); the plain loop stays eager, so
-``ratio_lightning_over_plain`` is what compiling gains over a hand-written PyTorch loop.
+time, which is printed as ``compile_seconds``) and also times the plain loop compiled the same
+way; the eager plain loop stays the reference, so ``ratio_lightning_over_plain`` is what
+compiling gains over a hand-written PyTorch loop.
 ``--members K ...`` also times K agents stacked as one ``MemberStack`` in the plain loop (each
 member its own batch; compiled with ``--compile``): updates per second of the stack, and its
 cost against one plain update (K=5 at 2.5 or less is issue 14's CPU target).
@@ -102,17 +103,21 @@ def make_module(args: argparse.Namespace) -> ExplorerModule:
     )
 
 
-def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool = False, nvml_check: bool = False) -> float:
+def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool = False, nvml_check: bool = False,
+                  compiled: bool = False) -> float:
     """The same loss and bonus modules driven by a bare loop: sample, stage by stage
     forward/backward/step, target update. No Lightning, no replay-buffer object.
     ``bonus_last`` steps the bonus predictor after the agent's stages (the modules step it
-    first); ``nvml_check`` keeps the NVML-based CUDA check on (as after importing Lightning)."""
-    module = make_module(argparse.Namespace(**{**vars(args), "compile": False}))  # the plain loop is eager
+    first); ``nvml_check`` keeps the NVML-based CUDA check on (as after importing Lightning);
+    ``compiled`` compiles the stages and the Adam steps as ``compile: true`` does."""
+    module = make_module(argparse.Namespace(**{**vars(args), "compile": False}))
     module.to(args.device)
     loss, bonus = module.loss, module.bonus
-    opts = {t: torch.optim.Adam(loss.term_parameters(t), lr=loss.term_learning_rate(t), fused=True) for t in loss.terms}
+    adam = compiled_adam if compiled else (lambda params, lr: torch.optim.Adam(params, lr=lr, fused=True))
+    opts = {t: adam(loss.term_parameters(t), loss.term_learning_rate(t)) for t in loss.terms}
     if bonus is not None:
-        opts["bonus"] = torch.optim.Adam(bonus.predictor.parameters(), lr=bonus.learning_rate, fused=True)
+        opts["bonus"] = adam(list(bonus.predictor.parameters()), bonus.learning_rate)
+    stages = compiled_stages(loss) if compiled else None
     n = data.shape[0]
     autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
@@ -128,7 +133,7 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
                 bonus_loss.backward()
                 opts["bonus"].step()
         with autocast:  # around the backward passes too, as Lightning's precision plugin does
-            staged_update(loss, batch, opts)
+            staged_update(loss, batch, opts, stage_losses=stages)
         if bonus_last:  # the same loss, its graph kept through the agent's stages
             opts["bonus"].zero_grad(set_to_none=True)
             bonus_loss.backward()
@@ -275,6 +280,10 @@ def main() -> None:
     keep_freed_memory()
     plain = plain_pytorch(args, plain_data)
     print(f"plain_pytorch_updates_per_s={plain:.1f}")
+    if args.compile:
+        plain_compiled = plain_pytorch(args, plain_data, compiled=True)
+        print(f"plain_pytorch_compiled_updates_per_s={plain_compiled:.1f}")
+        print(f"ratio_plain_compiled_over_plain={plain_compiled / plain:.3f}")
     if "allocator" in args.compare:
         print(f"gain_of_keeping_freed_memory={plain / default_allocator - 1:+.1%}")
     if "nvml" in args.compare:
