@@ -50,26 +50,24 @@ def test_pipeline_writes_the_whole_run_directory(pipeline_run):
     assert any(f.name.startswith("events.out.tfevents") for f in (pipeline_run / "explorer").iterdir())
 
 
-def test_phase_three_reruns_from_the_saved_buffer(pipeline_run, tmp_path):
-    cli = OOOLightningCLI(
-        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
-              f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'p3'}",
-              "--model.init_args.updates=16", "--model.init_args.online_steps_limit=20",
+def _phase_three(buffer, root, *extra: str) -> OOOLightningCLI:
+    """``exploiter_iql.yaml`` alone on a saved buffer, shrunk to 16 updates of 32-unit networks."""
+    return OOOLightningCLI(
+        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}", f"--data.buffer={buffer}",
+              f"--trainer.default_root_dir={root}", "--model.init_args.updates=16",
               "--model.init_args.loss.init_args.hidden_dims=[32,32]", "--model.init_args.eval_every=0",
-              "--trainer.enable_progress_bar=false"]
+              "--trainer.enable_progress_bar=false", *extra]
     )
+
+
+def test_phase_three_reruns_from_the_saved_buffer(pipeline_run, tmp_path):
+    cli = _phase_three(pipeline_run / "buffer", tmp_path / "p3", "--model.init_args.online_steps_limit=20")
     results = json.loads((cli.run_dir / "results.json").read_text())
     assert set(results) == {"exploiter"} and results["exploiter"]["env_steps"] == 20
 
 
 def test_phase_three_with_seeds_reports_every_member_and_their_mean(pipeline_run, tmp_path):
-    cli = OOOLightningCLI(
-        args=["fit", f"--config={REPO / 'configs/point_mass_wall/exploiter_iql.yaml'}",
-              f"--data.buffer={pipeline_run / 'buffer'}", f"--trainer.default_root_dir={tmp_path / 'p3'}",
-              "--model.init_args.updates=16", "--model.init_args.seeds=[4,9]",
-              "--model.init_args.loss.init_args.hidden_dims=[32,32]", "--model.init_args.eval_every=0",
-              "--trainer.enable_progress_bar=false"]
-    )
+    cli = _phase_three(pipeline_run / "buffer", tmp_path / "p3", "--model.init_args.seeds=[4,9]")
     exploiter = json.loads((cli.run_dir / "results.json").read_text())["exploiter"]
     assert [m["seed"] for m in exploiter["members"]] == [4, 9]
     returns = [m["return_mean"] for m in exploiter["members"]]
