@@ -103,6 +103,16 @@ def make_module(args: argparse.Namespace) -> ExplorerModule:
     )
 
 
+def _adam(compiled: bool):
+    return compiled_adam if compiled else (lambda params, lr: torch.optim.Adam(params, lr=lr, fused=True))
+
+
+def _update_parts(loss, compiled: bool):
+    """One Adam per term and the stage function, as the modules build them eager or compiled."""
+    opts = {t: _adam(compiled)(loss.term_parameters(t), loss.term_learning_rate(t)) for t in loss.terms}
+    return opts, (compiled_stages(loss) if compiled else None)
+
+
 def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool = False, nvml_check: bool = False,
                   compiled: bool = False) -> float:
     """The same loss and bonus modules driven by a bare loop: sample, stage by stage
@@ -113,11 +123,9 @@ def plain_pytorch(args: argparse.Namespace, data: TensorDict, bonus_last: bool =
     module = make_module(argparse.Namespace(**{**vars(args), "compile": False}))
     module.to(args.device)
     loss, bonus = module.loss, module.bonus
-    adam = compiled_adam if compiled else (lambda params, lr: torch.optim.Adam(params, lr=lr, fused=True))
-    opts = {t: adam(loss.term_parameters(t), loss.term_learning_rate(t)) for t in loss.terms}
+    opts, stages = _update_parts(loss, compiled)
     if bonus is not None:
-        opts["bonus"] = adam(list(bonus.predictor.parameters()), bonus.learning_rate)
-    stages = compiled_stages(loss) if compiled else None
+        opts["bonus"] = _adam(compiled)(list(bonus.predictor.parameters()), bonus.learning_rate)
     n = data.shape[0]
     autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 
@@ -158,12 +166,7 @@ def plain_members(args: argparse.Namespace, data: TensorDict, members: int) -> f
     batch), eager or, with ``--compile``, compiled as the modules compile; returns stacked
     updates per second (each one an update of every member)."""
     stack = MemberStack([LOSSES[args.loss](17, 6) for _ in range(members)]).to(args.device)
-    if args.compile:
-        opts = {t: compiled_adam(stack.term_parameters(t), stack.term_learning_rate(t)) for t in stack.terms}
-        stages = compiled_stages(stack)
-    else:
-        opts = {t: torch.optim.Adam(stack.term_parameters(t), lr=stack.term_learning_rate(t), fused=True) for t in stack.terms}
-        stages = None
+    opts, stages = _update_parts(stack, args.compile)
     n = data.shape[0]
     autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
 

@@ -255,8 +255,8 @@ class PhaseRunner:
             return self.ckpt_path
         return phase_checkpoint(self.run_dir, phase)
 
-    def _fit_and_evaluate(self, phase: str, module: RLModule, data: ReplayDataModule) -> list[dict] | None:
-        """Fits ``phase``; on rank 0, the final evaluation's results.json entry of each agent."""
+    def _fit_and_evaluate(self, phase: str, module: RLModule, data: ReplayDataModule) -> list[EvalResult] | None:
+        """Fits ``phase``; on rank 0, the final evaluation of each agent (None on other ranks)."""
         trainer = self._trainer(phase)
         ckpt = self._resume_from(phase)
         if ckpt is not None:
@@ -266,29 +266,29 @@ class PhaseRunner:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
         if not distributed.is_rank_zero():
             return None
+        return module.evaluate_members(self.final_eval_episodes, self.eval_seed)
+
+    @staticmethod
+    def _entry(result: EvalResult, data: ReplayDataModule) -> dict[str, Any]:
+        """A policy's results.json entry: its evaluation, with the normalized score when the
+        data has reference returns."""
+        entry = result.to_dict()
         reference = data.buffer.info.reference_returns if data.buffer is not None else None
-        entries = []
-        for result in module.evaluate_members(self.final_eval_episodes, self.eval_seed):
-            entries.append(result.to_dict())
-            if reference:
-                entries[-1]["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
-                entries[-1]["score_reference"] = list(reference)
-        return entries
+        if reference:
+            entry["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
+            entry["score_reference"] = list(reference)
+        return entry
 
     def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> None:
-        entries = self._fit_and_evaluate(phase, module, data)
-        if entries is None:
+        results = self._fit_and_evaluate(phase, module, data)
+        if results is None:
             return
         if module.seeds is None:
-            self.results[phase] = entries[0]
+            self.results[phase] = self._entry(results[0], data)
         else:
             # Every seed apart, as separate runs would report them; the entry itself is their mean.
-            mean = mean_result([EvalResult(**{k: e[k] for k in EvalResult.__dataclass_fields__}) for e in entries])
-            self.results[phase] = {**mean.to_dict(), "members": [{"seed": s, **e} for s, e in zip(module.seeds, entries)]}
-            if "score_reference" in entries[0]:
-                reference = tuple(entries[0]["score_reference"])
-                self.results[phase]["normalized_score"] = normalized_score(mean.return_mean, reference)
-                self.results[phase]["score_reference"] = list(reference)
+            members = [{"seed": seed, **self._entry(r, data)} for seed, r in zip(module.seeds, results)]
+            self.results[phase] = {**self._entry(mean_result(results), data), "members": members}
         log.info("%s: %s", phase, self.results[phase])
 
     def fit_curve(self, phase: str, module: ExploiterModule, data: ReplayDataModule, names: list[str]) -> None:
@@ -297,9 +297,9 @@ class PhaseRunner:
         if self.resume and all(name in self.results for name in names):
             log.info("%s: finished in the earlier run, not run again", phase)
             return
-        entries = self._fit_and_evaluate(phase, module, data)
-        if entries is not None:
-            self.results.update(zip(names, entries))
+        results = self._fit_and_evaluate(phase, module, data)
+        if results is not None:
+            self.results.update((name, self._entry(r, data)) for name, r in zip(names, results))
             self.write_results()
 
     def finished(self, phase: str) -> bool:

@@ -107,11 +107,11 @@ class RLModule(LightningModule):
             if not seeds:
                 raise ConfigError(f"{type(self).__name__}: seeds must list at least one seed (null: one agent)")
         #: Members' seeds (one agent each, trained as one ``MemberStack``); None: one agent.
-        self.seeds = seeds
+        self.seeds: list[int] | None = None
         #: Each member's generator: its batches and its loss's noise (None without members).
-        self.member_generators = None if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
+        self.member_generators: list[torch.Generator] | None = None
         try:
-            self.loss = self._build_loss(loss)
+            self.loss = loss(self.observation_dim, self.action_dim) if seeds is None else self._member_losses(loss, seeds)
         except ConfigError as err:  # say whose loss it is: both agents may use the same class
             raise ConfigError(f"{type(self).__name__} loss: {err}") from None
         if not isinstance(self.loss, ActorCriticLoss):
@@ -135,17 +135,23 @@ class RLModule(LightningModule):
         #: Set by ``attach_buffer`` before training (the ``BufferConnection`` callback).
         self.buffer: OfflineOnlineBuffer | None = None
 
-    def _build_loss(self, loss: LossFactory) -> ActorCriticLoss:
-        if self.seeds is None:
-            return loss(self.observation_dim, self.action_dim)
+    def _member_losses(self, loss: LossFactory, seeds: list[int]) -> ActorCriticLoss:
         members = []
-        for seed in self.seeds:  # each member's initial weights from its own seed
+        for seed in seeds:  # each member's initial weights from its own seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 members.append(loss(self.observation_dim, self.action_dim))
         if not isinstance(members[0], ActorCriticLoss):
             return members[0]  # refused, with its type, by the caller
-        return MemberStack(members, self.member_generators)
+        self.stack_members(members, seeds)
+        return self.loss
+
+    def stack_members(self, losses: list[ActorCriticLoss], seeds: list[int]) -> None:
+        """Makes this module's agents ``losses``, trained as one ``MemberStack``: member k with
+        ``seeds[k]``, whose generator draws its batches and its loss's noise."""
+        self.seeds = list(seeds)
+        self.member_generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.loss = MemberStack(losses, self.member_generators)
 
     @property
     def num_members(self) -> int | None:
