@@ -253,11 +253,14 @@ class GaussianPolicy(nn.Module):
         return normal_log_prob(action, mean, log_std)
 
     @torch.no_grad()
-    def act(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+    def act(self, observation: torch.Tensor, deterministic: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean, or a sample; ``noise`` is its standard normal draw, given from outside
+        (a member's, from its own generator), else drawn here."""
         mean, log_std = self(observation)
         if deterministic:
             return mean
-        return (mean + torch.randn_like(mean) * log_std.exp()).clamp(-1.0, 1.0)
+        noise = torch.randn_like(mean) if noise is None else noise
+        return (mean + noise * log_std.exp()).clamp(-1.0, 1.0)
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -299,10 +302,13 @@ class TanhGaussianPolicy(nn.Module):
         return squash(mu, log_std, eps)
 
     @torch.no_grad()
-    def act(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+    def act(self, observation: torch.Tensor, deterministic: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """tanh(mu), or a sample; ``noise`` as in ``GaussianPolicy.act``."""
         if deterministic:
             return torch.tanh(self(observation)[0])
-        return self.sample(observation)[0]
+        if noise is None:
+            return self.sample(observation)[0]
+        return squash(*self(observation), noise)[0]
 
 
 _LOG2 = math.log(2.0)

@@ -96,6 +96,16 @@ class OOOPipeline:
             exploiter_online_steps = sorted(set(int(t) for t in exploiter_online_steps))
         if exploiter_curve not in ("apart", "together"):
             raise ConfigError(f"exploiter_curve must be 'apart' or 'together', got {exploiter_curve!r}")
+        if explorer is not None and explorer.seeds is not None and exploiter is not None:
+            # Said now, not after the explorer's hours: phase 3 trains member k on explorer k's data.
+            if exploiter.seeds != explorer.seeds:
+                raise ConfigError(
+                    f"the explorer's members (seeds {explorer.seeds}) each collect their own data: give the exploiter the "
+                    f"same seeds, seeds: ${{model.init_args.explorer.init_args.seeds}} (it has {exploiter.seeds})"
+                )
+            if exploiter_online_steps is not None and exploiter_curve == "together":
+                raise ConfigError("exploiter_curve: together trains one buffer's prefixes as members; with explorer "
+                                  "members use exploiter_curve: apart (each T's exploiter has the seeds' members)")
         self.exploiter_curve = exploiter_curve
         self.explorer = explorer
         self.exploiter = exploiter
@@ -153,15 +163,15 @@ class ExploiterPhase:
         buffer = data.buffer if data.buffer is not None else data.load_saved_buffer()
         if self.together:
             # The T < end of the buffer, then the whole buffer once, as the loop below trains them.
-            steps = [t for t in self.online_steps if t < buffer.num_online]
-            steps += [buffer.num_online] if len(steps) < len(self.online_steps) else []
-            names = [f"exploiter_T{t}" if t < buffer.num_online else "exploiter" for t in steps]
+            steps = [t for t in self.online_steps if t < buffer.online_steps]
+            steps += [buffer.online_steps] if len(steps) < len(self.online_steps) else []
+            names = [f"exploiter_T{t}" if t < buffer.online_steps else "exploiter" for t in steps]
             runner.fit_curve("exploiter_curve", self.module.prefix_members(steps), _sharing(buffer), names)
             if distributed.is_rank_zero():
                 runner.plot_online_steps_curve()
             return
         for steps in self.online_steps:
-            whole = steps >= buffer.num_online
+            whole = steps >= buffer.online_steps
             # A fresh, untrained agent for each T, on its own prefix of the buffer.
             runner.fit_exploiter("exploiter" if whole else f"exploiter_T{steps}", copy.deepcopy(self.module),
                                  _sharing(buffer.prefix(None if whole else steps)))
@@ -348,16 +358,22 @@ class PhaseRunner:
 
 def format_results_table(results: dict[str, Any]) -> str:
     """A plain-text table of results.json's entries."""
-    width = max([12, *(len(name) for name in results)])
+    labels = [*results, *(f"  seed {m['seed']}" for r in results.values() for m in r.get("members", []))]
+    width = max([12, *(len(label) for label in labels)])
     scored = any("normalized_score" in r for r in results.values())
     header = f"{'policy':<{width}} {'success':>8} {'return':>16} {'episodes':>9} {'env_steps':>10}"
     header += f" {'normalized':>10}" if scored else ""
     lines = [header, "-" * len(header)]
-    for name, r in results.items():
+
+    def line(name: str, r: dict[str, Any]) -> str:
         ret = f"{r['return_mean']:.2f} +- {r['return_std']:.2f}"
-        line = f"{name:<{width}} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}"
+        text = f"{name:<{width}} {r['success_rate']:>8.2f} {ret:>16} {r['episodes']:>9d} {r['env_steps']:>10d}"
         if scored:
             score = r.get("normalized_score")
-            line += f" {score:>10.1f}" if score is not None else f" {'-':>10}"
-        lines.append(line)
+            text += f" {score:>10.1f}" if score is not None else f" {'-':>10}"
+        return text
+
+    for name, r in results.items():
+        lines.append(line(name, r))  # with members: their mean, the spread of their returns
+        lines += [line(f"  seed {m['seed']}", m) for m in r.get("members", [])]
     return "\n".join(lines)

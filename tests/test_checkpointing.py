@@ -243,3 +243,27 @@ def test_exploiter_members_killed_mid_phase_resume_as_if_never_stopped(tmp_path,
     results = json.loads((root / "results.json").read_text())
     assert [m["seed"] for m in results["exploiter"]["members"]] == [2, 3]
     assert (root / "results.json").read_text() == (whole / "results.json").read_text()
+
+
+def test_explorer_members_killed_online_resume_and_lose_no_transition(tmp_path, tiny_dataset):
+    """Explorer members collect interleaved: the checkpoint keeps every member's rows, the
+    resumed run cuts each member's running episode there and collects the rest, and the saved
+    buffer holds each member's whole stream as a block of its own."""
+    seeds = ["--model.init_args.explorer.init_args.seeds=[2,3]", "--model.init_args.exploiter.init_args.seeds=[2,3]"]
+    root = tmp_path / "run"
+    job = tiny_job(root, tiny_dataset, *seeds, "--checkpoint.every_steps=5", online_steps=400)
+    run([*job, callback_arg(kill_phase="explorer", kill_at_step=OFFLINE_STEPS + 27)], returncode=-signal.SIGKILL)
+    saved = torch.load(root / "explorer" / "checkpoints" / "last.ckpt", weights_only=True)
+    rows = saved["ReplayDataModule"]["online_rows"]
+    assert saved["ooo_steps_done"] == OFFLINE_STEPS + 25 and rows["observation"].shape[1] == 2 * 25 * 8
+    assert len(saved["ooo_rank_states"][0]["episode_stats"]) == 2
+    run([*job, "--ckpt_path=last"])
+    buffer = OfflineOnlineBuffer.load(root / "buffer")
+    assert (buffer.info.member_seeds, buffer.info.online_segments) == ([2, 3], [400, 400])
+    for k in range(2):
+        mine = buffer.rows(buffer.member_online_index(k))
+        before = rows["observation"][0][k::2]  # member k's rows at the checkpoint
+        assert torch.equal(mine["observation"][: len(before)], before)
+        assert bool(mine["next", "done"][len(before) - 1])  # its running episode was cut there
+    results = json.loads((root / "results.json").read_text())
+    assert [m["seed"] for m in results["exploiter"]["members"]] == [2, 3]

@@ -68,6 +68,7 @@ def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, ti
         (["--model.init_args.explorer.init_args.env_kwargs={goal: [1.0]}"], "goal must be two finite numbers [x, y]"),
         (["--model.init_args.exploiter.init_args.env_kwargs={goal_radius: 0.01}"], "must share the task's env_kwargs"),
         (["--model.init_args.explorer=null"], "points at a setting that is null or absent"),
+        (["--model.init_args.explorer.init_args.seeds=[1,2]"], "give the exploiter the same seeds"),
         (["--model.init_args.explorer.init_args.env=ooo/PointMassWal-v1"], "Did you mean: `PointMassWall`?"),
     ],
 )
@@ -141,7 +142,7 @@ _ABSENT = object()
 
 def test_the_point_mass_wall_pipeline_variants_are_overlays_on_the_default_job():
     assert [p.name for p in OVERLAYS] == ["exploiter_curve_iql.yaml", "ooo_calql.yaml", "ooo_iql_counts.yaml",
-                                          "ooo_sac_online.yaml"]
+                                          "ooo_sac_online.yaml", "seeds_5.yaml"]
     assert {tuple(config_files(p)[:-1]) for p in OVERLAYS} == {(REPO / "configs/point_mass_wall/ooo_iql.yaml",)}
 
 

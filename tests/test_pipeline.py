@@ -7,6 +7,7 @@ import torch
 
 from conftest import REPO
 from ooo_lightning.cli import OOOLightningCLI
+from ooo_lightning.pipeline import format_results_table
 from runs import config_args, resolved_config
 
 TINY_PIPELINE = [
@@ -73,6 +74,43 @@ def test_phase_three_with_seeds_reports_every_member_and_their_mean(pipeline_run
     returns = [m["return_mean"] for m in exploiter["members"]]
     assert exploiter["return_mean"] == pytest.approx(sum(returns) / 2)
     assert all(m["episodes"] == exploiter["episodes"] for m in exploiter["members"])
+
+
+@pytest.fixture(scope="module")
+def members_run(tmp_path_factory, tiny_dataset):
+    """The default job with two seeds as members (seeds_5.yaml, shrunk to seeds 3 and 5), and
+    the exploiter curve apart at T = 16 and the whole buffer."""
+    work = tmp_path_factory.mktemp("members")
+    cli = OOOLightningCLI(
+        args=["fit", *config_args("configs/point_mass_wall/seeds_5.yaml"), f"--data.dataset={tiny_dataset}",
+              f"--trainer.default_root_dir={work / 'ooo'}", "--model.init_args.explorer.init_args.seeds=[3,5]",
+              "--model.init_args.exploiter_online_steps=[16,48]", *TINY_PIPELINE]
+    )
+    return cli.run_dir
+
+
+def test_seeds_as_members_report_each_seed_in_every_phase(members_run):
+    results = json.loads((members_run / "results.json").read_text())
+    assert set(results) == {"explorer", "exploiter_T16", "exploiter"}
+    for name, steps in (("explorer", 48), ("exploiter_T16", 16), ("exploiter", 48)):
+        entry = results[name]
+        assert [m["seed"] for m in entry["members"]] == [3, 5], name
+        assert entry["env_steps"] == steps and all(m["env_steps"] == steps for m in entry["members"]), name
+        assert entry["success_rate"] == pytest.approx(sum(m["success_rate"] for m in entry["members"]) / 2)
+    info = json.loads((members_run / "buffer" / "ooo_buffer.json").read_text())
+    assert (info["member_seeds"], info["online_segments"], info["num_online"]) == ([3, 5], [48, 48], 96)
+    table = format_results_table(results).splitlines()
+    assert [row.split()[:2] for row in table[2:5]] == [["explorer", f"{results['explorer']['success_rate']:.2f}"],
+                                                      ["seed", "3"], ["seed", "5"]]
+    header = (members_run / "explorer" / "metrics.csv").read_text().partition("\n")[0]
+    assert "eval/member_1/success_rate" in header and "bonus/online_max" in header
+
+
+def test_phase_three_reruns_on_the_members_buffer_with_their_seeds(members_run, tmp_path):
+    cli = _phase_three(members_run / "buffer", tmp_path / "p3", "--model.init_args.seeds=[3,5]",
+                       "--model.init_args.online_steps_limit=20")
+    exploiter = json.loads((cli.run_dir / "results.json").read_text())["exploiter"]
+    assert [(m["seed"], m["env_steps"]) for m in exploiter["members"]] == [(3, 20), (5, 20)]
 
 
 def test_a_second_run_never_overwrites_the_first(pipeline_run, tiny_dataset):

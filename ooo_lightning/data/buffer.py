@@ -48,6 +48,11 @@ class BufferInfo:
     #: Under DDP the online rows are one block per rank, in rank order, each in the order
     #: that rank collected them: their lengths. None: one block (a single process).
     online_segments: list[int] | None = None
+    #: Online data of several explorers trained as one (``ExplorerModule(seeds=...)``): their
+    #: seeds, member k's transitions its own stream. While they collect, the streams are
+    #: interleaved row by row (row ``num_offline + K t + k`` is member k's step t); once
+    #: collected, ``split_members`` makes them one block each (``online_segments``). None: one stream.
+    member_seeds: list[int] | None = None
 
     def segments(self) -> list[tuple[int, int]]:
         """[start, end) storage rows of each block of consecutive online transitions."""
@@ -143,12 +148,28 @@ class OfflineOnlineBuffer:
     def num_online(self) -> int:
         return self.info.num_online
 
+    @property
+    def online_steps(self) -> int:
+        """Environment steps behind the online data: each member's, with member streams."""
+        return self.num_online // len(self.info.member_seeds or [None])
+
     def rows(self, index: torch.Tensor) -> TensorDictBase:
         """The transitions at storage ``index`` (any shape)."""
         return self.replay.storage[index]
 
     def rows_between(self, start: int, end: int) -> TensorDictBase:
         return self.replay.storage[torch.arange(start, end)]
+
+    def member_online_index(self, member: int) -> torch.Tensor:
+        """Storage rows of member ``member``'s online transitions, in the order collected
+        (a buffer of member streams only, see ``BufferInfo.member_seeds``)."""
+        seeds = self.info.member_seeds
+        if seeds is None:
+            raise ValueError("this buffer holds one stream of online data, not the members' streams")
+        if self.info.online_segments is None:  # interleaved while collecting
+            return self.num_offline + member + len(seeds) * torch.arange(self.num_online // len(seeds))
+        start, end = self.info.segments()[member]
+        return torch.arange(start, end)
 
     def offline_rows(self) -> TensorDictBase:
         return self.rows_between(0, self.num_offline)
@@ -168,10 +189,15 @@ class OfflineOnlineBuffer:
         """The offline data plus the first ``online_steps`` online transitions, in a buffer of
         their own; ``self`` when that is everything. With several ranks' blocks, the first
         T / N rows of each block (each rank collected as many steps)."""
-        if online_steps is None or online_steps >= self.num_online:
+        if online_steps is None or online_steps >= self.online_steps:
             return self
         blocks = self.info.segments()
-        share = [online_steps // len(blocks) + (i < online_steps % len(blocks)) for i in range(len(blocks))]
+        if self.info.member_seeds is not None:  # the members' blocks: each its own first T rows
+            if self.info.online_segments is None:
+                raise RuntimeError("split_members() before taking a prefix of the members' streams")
+            share = [online_steps] * len(blocks)
+        else:
+            share = [online_steps // len(blocks) + (i < online_steps % len(blocks)) for i in range(len(blocks))]
         taken = [min(k, end - start) for (start, end), k in zip(blocks, share)]
         index = torch.cat([torch.arange(self.num_offline)] + [torch.arange(start, start + k) for (start, _), k in zip(blocks, taken)])
         segments = taken if self.info.online_segments is not None else None
@@ -185,6 +211,9 @@ class OfflineOnlineBuffer:
         self._returns = spec
         if spec is None:
             return
+        if self.info.member_seeds is not None and self.info.online_segments is None:
+            raise ConfigError("Monte-Carlo returns need each member's online data in a block of its own: "
+                              "a loss that reads them cannot collect as members yet")
         if self.num_offline > 0:
             self._fill_returns(0, self.num_offline, online=False)
         self._returns_pending_from = self.num_offline
@@ -211,8 +240,17 @@ class OfflineOnlineBuffer:
 
     # --- online data, several ranks, checkpoints ----------------------------------------
     def add_online(self, transitions: TensorDictBase) -> None:
+        """Appends the transitions collected; with member streams they are ``[K, F]``, member
+        k's F steps, stored interleaved (each step's K transitions together)."""
         if len(self) + transitions.numel() > self.info.capacity:  # the storage would wrap onto the first rows
             raise RuntimeError(f"the buffer holds {self.info.capacity} transitions: reserve() room for online data first")
+        seeds = self.info.member_seeds
+        if seeds is not None:
+            if self.info.online_segments is not None or transitions.batch_dims != 2 or transitions.shape[0] != len(seeds):
+                raise RuntimeError(f"the members' transitions come [members ({len(seeds)}), steps] while they collect, "
+                                   f"got {tuple(transitions.shape)}")
+            steps = transitions.shape[1]
+            transitions = transitions.apply(lambda t: t.transpose(0, 1), batch_size=[steps, len(seeds)])
         self.replay.extend(select_transitions(transitions))
         self.info.num_online += transitions.numel()
         if self._returns is not None:
@@ -233,6 +271,23 @@ class OfflineOnlineBuffer:
         self.info.capacity = len(merged)
         self.info.num_online = sum(lengths)
         self.info.online_segments = list(lengths)
+
+    def split_members(self) -> None:
+        """The members' interleaved online rows as one block per member, in member order
+        (``online_segments``): what phase 3 and a saved buffer hold. Nothing without members,
+        or when split already (a run resumed after its last step)."""
+        seeds = self.info.member_seeds
+        if seeds is None or self.info.online_segments is not None:
+            return
+        if distributed.world_size() > 1:
+            raise ConfigError("explorer members under DDP are not supported yet: one process per run, or no seeds")
+        index = torch.cat([self.member_online_index(k) for k in range(len(seeds))])
+        merged = _extend_from(self.offline_rows(), self.num_offline + self.num_online)
+        if index.numel():
+            merged.extend(self.rows(index))
+        self.replay = merged
+        self.info.capacity = len(merged)
+        self.info.online_segments = [self.num_online // len(seeds)] * len(seeds)
 
     def online_state(self, device: torch.device) -> dict:
         """What a checkpoint needs to rebuild the buffer: the online rows of every rank (the
@@ -262,11 +317,14 @@ class OfflineOnlineBuffer:
         flat = {tuple(k.split("/")) if "/" in k else k: (v[rank] if per_rank else v) for k, v in state["online_rows"].items()}
         rows = TensorDict(flat, batch_size=[next(iter(flat.values())).shape[0]])
         if rows.shape[0]:
-            if per_rank and not bool(rows.get(("next", "done"))[-1]):
-                # The episode running at the checkpoint was cut there: the resumed collector starts
-                # a new one, so the last row becomes a time-out (not a termination).
-                rows.get(("next", "truncated"))[-1] = True
-                rows.get(("next", "done"))[-1] = True
+            if per_rank:
+                # The episodes running at the checkpoint were cut there: the resumed collector
+                # starts new ones, so each stream's last row (every member's, while members
+                # collect interleaved) becomes a time-out (not a termination).
+                last = slice(-len(self.info.member_seeds or [None]), None)
+                done = rows.get(("next", "done"))
+                rows.get(("next", "truncated"))[last] |= ~done[last]
+                done[last] = True
             self.replay.extend(rows)
         self.info.num_online = rows.shape[0]
         self.info.online_segments = state.get("online_segments")

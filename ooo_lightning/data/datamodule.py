@@ -59,6 +59,9 @@ class DataRequest:
             each member's batches are drawn with its own generator; None: one agent.
         member_online_steps: with members, each member's own buffer prefix (the offline data
             plus that many online transitions); None: every member samples the whole buffer.
+        member_seeds: the members' seeds. A phase that collects (the explorer) with members
+            keeps each member's online data as its own stream; a phase that trains on such a
+            buffer must have the same seeds, member k training on member k's stream.
     """
 
     env_id: str
@@ -74,6 +77,7 @@ class DataRequest:
     batches_done: Callable[[], int] = lambda: 0
     member_generators: list[torch.Generator] | None = None
     member_online_steps: list[int] | None = None
+    member_seeds: list[int] | None = None
 
 
 class ReplayDataModule(LightningDataModule):
@@ -154,6 +158,7 @@ class ReplayDataModule(LightningDataModule):
         if self.buffer is None:
             self.buffer = self.load_saved_buffer() if self.buffer_path else self._build(request)
         self._check_dims(request)
+        self._check_member_streams(request)
         if request.member_online_steps is not None and len(self.buffer.info.segments()) > 1:
             raise ConfigError("members on buffer prefixes need a buffer collected by one process; this one has "
                               f"{len(self.buffer.info.segments())} ranks' blocks: run the curve one exploiter per T")
@@ -216,6 +221,23 @@ class ReplayDataModule(LightningDataModule):
             noise=self.generated_noise,
             missing_goal_radius=self.generated_missing_goal_radius,
         )
+
+    def _check_member_streams(self, request: DataRequest) -> None:
+        """A buffer of several explorers' streams is trained on by the same seeds' members; an
+        explorer with members starts its streams on the offline data."""
+        buffer, seeds = self.buffer, request.member_seeds
+        if request.online_capacity > 0 and seeds is not None:
+            if buffer.num_online > 0 and buffer.info.member_seeds != seeds:
+                raise ConfigError(f"an explorer with seeds {seeds} collects from the offline data, but this buffer "
+                                  f"holds {buffer.num_online} online transitions already: start it from a dataset")
+            buffer.info.member_seeds = list(seeds)
+            return
+        held = buffer.info.member_seeds
+        if held is not None and seeds != held:
+            raise ConfigError(
+                f"the buffer holds the online data of {len(held)} explorers (seeds {held}), each its own block: train on "
+                f"it with members of the same seeds, seeds: {held} (member k on explorer k's data), not {seeds}"
+            )
 
     def _check_dims(self, request: DataRequest) -> None:
         info = self.buffer.info

@@ -81,7 +81,9 @@ class BatchStream(IterableDataset):
     With ``member_generators`` (one per member of a module that trains several agents as
     one), each member draws its own batches with its own generator: [updates_per_step,
     members, batch_size]; with ``member_online_steps`` too, member k only from the offline
-    rows and the first ``member_online_steps[k]`` online ones (one block of online rows)."""
+    rows and the first ``member_online_steps[k]`` online ones (one block of online rows).
+    On a buffer of member streams (``BufferInfo.member_seeds``: several explorers' data), member
+    k sees the offline rows followed by its own explorer's online rows only."""
 
     def __init__(
         self,
@@ -103,6 +105,8 @@ class BatchStream(IterableDataset):
         buffer, spec = self.buffer, self.spec
         positives = torch.empty(0, dtype=torch.long)
         scanned = 0
+        # Members on their own streams: each member's positives (in its view) and rows scanned.
+        streams = [(positives, 0)] * len(self.member_generators or [])
         for _ in range(self.num_batches - self.batches_done()):
             end = len(buffer)
             if end <= 0:
@@ -117,6 +121,10 @@ class BatchStream(IterableDataset):
                 scanned = end
             if self.member_generators is None:
                 idx = self._draw(end, positives)
+            elif buffer.info.member_seeds is not None:
+                draws = [self._draw_in_stream(k, g, streams[k]) for k, g in enumerate(self.member_generators)]
+                idx = torch.stack([d for d, _ in draws], 1)
+                streams = [state for _, state in draws]
             else:
                 limits = self.member_online_steps or [None] * len(self.member_generators)
                 ends = [end if t is None else min(end, buffer.num_offline + t) for t in limits]
@@ -127,3 +135,30 @@ class BatchStream(IterableDataset):
         spec = self.spec
         return sample_indices(end, spec.updates_per_step, spec.batch_size, positives, spec.positive_samples, generator,
                               num_offline=self.buffer.num_offline, offline_fraction=spec.offline_fraction)
+
+    def _draw_in_stream(
+        self, member: int, generator: torch.Generator, state: tuple[torch.Tensor, int]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, int]]:
+        """Member ``member``'s batches from its view of a buffer of member streams: the offline
+        rows, then its own online rows (up to its prefix). Drawn in the view as ``_draw`` draws
+        from a buffer of one stream, then mapped to storage rows. ``state``: the positives found
+        in the view so far and the view rows scanned; returned updated."""
+        buffer = self.buffer
+        online = buffer.member_online_index(member)
+        if self.member_online_steps is not None:
+            online = online[: self.member_online_steps[member]]
+        end = buffer.num_offline + online.numel()
+        positives, scanned = state
+        if self.spec.positive_samples > 0 and end > scanned:
+            new = torch.arange(scanned, end)
+            reward = buffer.rows(_view_to_storage(new, online, buffer.num_offline)).get(("next", "reward")).reshape(-1)
+            positives, scanned = torch.cat([positives, new[reward > 0]]), end
+        idx = self._draw(end, positives, generator)
+        return _view_to_storage(idx, online, buffer.num_offline), (positives, scanned)
+
+
+def _view_to_storage(view: torch.Tensor, online: torch.Tensor, num_offline: int) -> torch.Tensor:
+    """Rows of a view (the offline rows, then the rows ``online``) as storage rows."""
+    if online.numel() == 0:
+        return view
+    return torch.where(view < num_offline, view, online[(view - num_offline).clamp(0, online.numel() - 1)])

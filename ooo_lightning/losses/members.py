@@ -94,6 +94,14 @@ class MemberStack(ActorCriticLoss):
         self.member_losses = {term: value.detach() for term, value in terms.items()}
         return {term: value.sum() for term, value in terms.items()}
 
+    def act(self, observation: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Each member's action for its own observations, ``[K, ..., obs]`` -> ``[K, ..., A]``:
+        the policy's sample whose standard normal draw is ``noise`` (``[K, ..., A]``, drawn by
+        the caller from each member's generator), or its mean when ``noise`` is None."""
+        if noise is None:
+            return self._call(_mean_action, (observation,))
+        return self._call(_sampled_action, (observation, noise))
+
     # --- one member ---------------------------------------------------------------------
     def member(self, index: int) -> ActorCriticLoss:
         """A plain loss holding member ``index``'s current weights (a copy): to act, evaluate
@@ -104,3 +112,11 @@ class MemberStack(ActorCriticLoss):
 def _stage_losses(loss: ActorCriticLoss, columns: dict, cache: dict, stage: int) -> tuple[dict, dict]:
     """One member's stage: its terms and its cache (a copy inside vmap: returned to come out)."""
     return loss.stage_losses(stage, columns, cache), cache
+
+
+def _mean_action(loss: ActorCriticLoss, observation: torch.Tensor) -> torch.Tensor:
+    return loss.policy.act(observation, deterministic=True)
+
+
+def _sampled_action(loss: ActorCriticLoss, observation: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return loss.policy.act(observation, deterministic=False, noise=noise)

@@ -137,10 +137,14 @@ class RLModule(LightningModule):
 
     def _member_losses(self, loss: LossFactory, seeds: list[int]) -> ActorCriticLoss:
         members = []
+        #: Each member's RNG state after its loss was built: where its other networks (the
+        #: explorer's bonus) start, as a solo agent's would after its loss.
+        self.member_init_rng: list[torch.Tensor] = []
         for seed in seeds:  # each member's initial weights from its own seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 members.append(loss(self.observation_dim, self.action_dim))
+                self.member_init_rng.append(torch.get_rng_state())
         if not isinstance(members[0], ActorCriticLoss):
             return members[0]  # refused, with its type, by the caller
         self.stack_members(members, seeds)
@@ -187,6 +191,7 @@ class RLModule(LightningModule):
             batches_done=lambda: self.steps_done,
             member_generators=self.member_generators,
             member_online_steps=self.member_online_steps,
+            member_seeds=self.seeds,
         )
 
     def attach_buffer(self, buffer: OfflineOnlineBuffer) -> None:

@@ -16,32 +16,116 @@ from torch import nn
 
 from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
+from ooo_lightning.exploration.members import MemberBonus
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
+from ooo_lightning.stacking import stacked_draws
 
 BonusFactory = Callable[[int], ExplorationBonus]
 
 
 class _SamplingActor(nn.Module):
     """The policy's stochastic action, the form a TorchRL collector calls; uniform random
-    actions in [-1, 1] for the first ``random_steps`` environment steps (RLPD's warm-up)."""
+    actions in [-1, 1] for the first ``random_steps`` environment steps (RLPD's warm-up).
 
-    def __init__(self, policy: nn.Module, action_dim: int, random_steps: int = 0) -> None:
+    With members (``policy`` a ``MemberStack``, ``generators`` one per member), the
+    observation is ``[K, obs]``, one row per member's environment: member k acts with its own
+    policy, its random numbers drawn from its own generator, as it would alone."""
+
+    def __init__(
+        self, policy: nn.Module, action_dim: int, random_steps: int = 0, generators: list[torch.Generator] | None = None
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.action_dim = action_dim
         self.random_steps = random_steps
-        self.steps_done = 0  # environment steps taken: set by the explorer, counted here
+        self.generators = generators
+        self.steps_done = 0  # environment steps taken (by each member): set by the explorer, counted here
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        rows = observation.numel() // observation.shape[-1]
-        self.steps_done += rows
-        if self.steps_done <= self.random_steps:
-            shape = (*observation.shape[:-1], self.action_dim)
+        shape = (*observation.shape[:-1], self.action_dim)
+        self.steps_done += observation.shape[:-1].numel() // len(self.generators or [None])
+        random = self.steps_done <= self.random_steps
+        if self.generators is not None:
+            draw = torch.rand if random else torch.randn
+            noise = stacked_draws(lambda where, g: {"x": draw(shape[1:], generator=g, device=where.device)},
+                                  self.generators, observation)["x"]
+            action = noise * 2 - 1 if random else self.policy.act(observation, noise)
+            return action.to(observation.dtype)
+        if random:
             return torch.rand(shape, device=observation.device, dtype=observation.dtype) * 2 - 1
         # The collector runs inside a training step: under bf16-mixed autocast the action
         # would come out bf16, which the environment does not take.
         return self.policy.act(observation, deterministic=False).to(observation.dtype)
+
+
+class _EpisodeStats:
+    """One environment's online episodes: the running one and the latest 20 finished."""
+
+    def __init__(self, info_keys: Sequence[str]) -> None:
+        self.info_keys = list(info_keys)
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_successes: deque[bool] = deque(maxlen=20)
+        self.recent_info_max: dict[str, deque[float]] = {k: deque(maxlen=20) for k in self.info_keys}
+        self.episodes = 0
+        self.goal_episodes = 0
+        self.cut_episode()
+
+    def cut_episode(self) -> None:
+        """Forget the running episode (a resumed run starts a new one)."""
+        self.episode_return, self.episode_success = 0.0, False
+        self.episode_info_max = dict.fromkeys(self.info_keys, -math.inf)
+
+    def track(self, frames: TensorDictBase) -> None:
+        """The environment's next steps, ``[F]``."""
+        rewards = frames.get(("next", "reward")).reshape(-1).tolist()
+        dones = frames.get(("next", "done")).reshape(-1).tolist()
+        infos = {k: frames.get(("next", k)).reshape(-1).tolist() for k in self.info_keys}
+        for i, (reward, done) in enumerate(zip(rewards, dones)):
+            self.episode_return += reward
+            self.episode_success = self.episode_success or reward > 0
+            for key, values in infos.items():
+                self.episode_info_max[key] = max(self.episode_info_max[key], float(values[i]))
+            if done:
+                for key in self.info_keys:
+                    self.recent_info_max[key].append(self.episode_info_max[key])
+                self.recent_returns.append(self.episode_return)
+                self.recent_successes.append(self.episode_success)
+                self.episodes += 1
+                self.goal_episodes += int(self.episode_success)
+                self.cut_episode()
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.recent_returns:
+            out["online/episode_return"] = sum(self.recent_returns) / len(self.recent_returns)
+            out["online/success_rate"] = sum(self.recent_successes) / len(self.recent_successes)
+            out["online/episodes"] = float(self.episodes)
+            out["online/goal_episodes"] = float(self.goal_episodes)
+        for key in self.info_keys:
+            seen = [*self.recent_info_max[key], self.episode_info_max[key]]
+            if max(seen) > -math.inf:
+                out[f"online/{key}_max"] = max(seen)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "online_episodes": self.episodes,
+            "online_goal_episodes": self.goal_episodes,
+            "recent_returns": list(self.recent_returns),
+            "recent_successes": list(self.recent_successes),
+            "recent_info_max": {k: list(v) for k, v in self.recent_info_max.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.episodes = state["online_episodes"]
+        self.goal_episodes = state["online_goal_episodes"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_successes.extend(state["recent_successes"])
+        for key, values in state.get("recent_info_max", {}).items():  # absent in older checkpoints
+            if key in self.recent_info_max:
+                self.recent_info_max[key].extend(values)
+        self.cut_episode()  # the episode running at the checkpoint is cut (the buffer marks it truncated)
 
 
 def _make_torchrl_env(env_id: str, env_kwargs: dict[str, Any], seed: int, info_keys: Sequence[str] = ()):
@@ -113,6 +197,11 @@ class ExplorerModule(RLModule):
             is logged as ``online/<key>_max``, the largest value in the latest 20 episodes and
             the current one (sparse HalfCheetah: ``x_progress``, how far the torso got before any
             reward is earned).
+        seeds: several explorers trained as one (docs/design.md#members-several-agents-as-one):
+            member k has its own initial weights, bonus, environment (seeded with ``seeds[k]``),
+            batches and noise from ``seeds[k]``, and its own stream of online data in the buffer
+            (a block of its own once collected, which phase 3 trains member k on). RND bonus
+            (or none) and losses without Monte-Carlo returns; one process (no DDP) so far.
     """
 
     def __init__(
@@ -133,11 +222,11 @@ class ExplorerModule(RLModule):
             "ExplorerModule", bonus_scale=(bonus_scale, ">= 0"), offline_updates=(offline_updates, ">= 0"),
             online_steps=(online_steps, ">= 0"), utd_ratio=(utd_ratio, "> 0"), random_steps=(random_steps, ">= 0"),
         )
-        if kwargs.get("seeds") is not None:
-            # The bonus, the collector and the buffer have no member axis yet (issue 14).
-            raise ConfigError("ExplorerModule: seeds (several agents as one) work for the exploiter only so far; "
-                              "run one explorer per seed")
         super().__init__(env, loss, **kwargs)
+        if self.seeds is not None and self.loss.uses_mc_returns:
+            # The returns are filled as episodes end, over one stream of rows (buffer.use_returns).
+            raise ConfigError("ExplorerModule: a loss that reads Monte-Carlo returns (Cal-QL) cannot train as members "
+                              "(seeds) yet: run one explorer per seed")
         frames_per_step = self.updates_per_step / utd_ratio if utd_ratio > 0 else 0.0
         if frames_per_step < 1 or abs(frames_per_step - round(frames_per_step)) > 1e-9:
             raise ConfigError(
@@ -149,7 +238,7 @@ class ExplorerModule(RLModule):
             raise ConfigError(f"random_steps must be in [0, online_steps ({online_steps})], got {random_steps}")
         self.random_steps = random_steps
         try:
-            self.bonus = bonus(self.observation_dim) if (bonus is not None and bonus_scale != 0) else None
+            self.bonus = self._build_bonus(bonus) if (bonus is not None and bonus_scale != 0) else None
         except ConfigError as err:
             raise ConfigError(f"ExplorerModule bonus: {err}") from None
         self.bonus_scale = bonus_scale
@@ -163,16 +252,20 @@ class ExplorerModule(RLModule):
         self.collected_steps = 0
         self._collector = None
         self._collector_iter = None
-        self._episode_return = 0.0
-        self._episode_success = False
-        self._recent_returns: deque[float] = deque(maxlen=20)
-        self._recent_successes: deque[bool] = deque(maxlen=20)
         self.log_info_keys = list(log_info_keys)
-        self._episode_info_max = dict.fromkeys(self.log_info_keys, -math.inf)
-        self._recent_info_max: dict[str, deque[float]] = {k: deque(maxlen=20) for k in self.log_info_keys}
-        self.online_episodes = 0
-        self.online_goal_episodes = 0
+        #: The online episodes of each environment (one per member).
+        self.episode_stats = [_EpisodeStats(self.log_info_keys) for _ in range(self.num_members or 1)]
         self.bonus_rows_seen = 0
+
+    def _build_bonus(self, bonus: BonusFactory) -> ExplorationBonus:
+        if self.seeds is None:
+            return bonus(self.observation_dim)
+        bonuses = []
+        for state in self.member_init_rng:  # each member's bonus built after its loss, as alone
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(state)
+                bonuses.append(bonus(self.observation_dim))
+        return MemberBonus(bonuses, self.member_generators)
 
     # --- what the data module asks ------------------------------------------------------
     @property
@@ -181,7 +274,7 @@ class ExplorerModule(RLModule):
 
     @property
     def online_capacity(self) -> int:
-        return self.online_training_steps * self.frames_per_step
+        return self.online_training_steps * self.frames_per_step * (self.num_members or 1)
 
     @property
     def env_steps(self) -> int:
@@ -229,43 +322,45 @@ class ExplorerModule(RLModule):
 
     def _start_collector(self) -> None:
         from torchrl.collectors import Collector
+        from torchrl.envs import SerialEnv
 
-        actor = _SamplingActor(self.loss.policy, self.action_dim, self.random_steps)
+        members = self.member_generators
+        actor = _SamplingActor(self.loss if members else self.loss.policy, self.action_dim, self.random_steps, members)
         policy = TensorDictModule(actor, in_keys=["observation"], out_keys=["action"])
         # Each rank its own environment seed; a resumed run a new one (its episodes start afresh).
-        env_seed = self.seed + 1_000_003 * distributed.rank() + self.collected_steps
+        # Members: one environment each, seeded as that member's solo run seeds its one.
+        env_fns = [partial(_make_torchrl_env, self.env_id, self.env_kwargs,
+                           seed + 1_000_003 * distributed.rank() + self.collected_steps, self.log_info_keys)
+                   for seed in (self.seeds or [self.seed])]
+        # The collector runs the policy once to read its output spec: not a draw of the members' runs.
+        states = [g.get_state() for g in members or []]
         self._collector = Collector(
-            create_env_fn=partial(_make_torchrl_env, self.env_id, self.env_kwargs, env_seed, self.log_info_keys),
+            create_env_fn=env_fns[0] if members is None else partial(SerialEnv, len(env_fns), env_fns),
             policy=policy,
-            frames_per_batch=self.frames_per_step,
+            frames_per_batch=self.frames_per_step * len(env_fns),
             total_frames=-1,
             device=self.device,
             storing_device="cpu",
             env_device="cpu",
             auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
         )
-        actor.steps_done = self.collected_steps  # the collector ran the policy once to read its output spec
+        for generator, state in zip(members or [], states):
+            generator.set_state(state)
+        actor.steps_done = self.collected_steps
         self._collector_iter = iter(self._collector)
 
     def _track_episodes(self, frames: TensorDictBase) -> None:
-        rewards = frames.get(("next", "reward")).reshape(-1).tolist()
-        dones = frames.get(("next", "done")).reshape(-1).tolist()
-        infos = {k: frames.get(("next", k)).reshape(-1).tolist() for k in self.log_info_keys}
-        self.collected_steps += len(rewards)
-        for i, (reward, done) in enumerate(zip(rewards, dones)):
-            self._episode_return += reward
-            self._episode_success = self._episode_success or reward > 0
-            for key, values in infos.items():
-                self._episode_info_max[key] = max(self._episode_info_max[key], float(values[i]))
-            if done:
-                for key in self.log_info_keys:
-                    self._recent_info_max[key].append(self._episode_info_max[key])
-                    self._episode_info_max[key] = -math.inf
-                self._recent_returns.append(self._episode_return)
-                self._recent_successes.append(self._episode_success)
-                self.online_episodes += 1
-                self.online_goal_episodes += int(self._episode_success)
-                self._episode_return, self._episode_success = 0.0, False
+        """``frames``: ``[F]`` steps of the environment, or ``[K, F]``, F of each member's."""
+        streams = frames.unbind(0) if self.seeds is not None else [frames]
+        for stats, stream in zip(self.episode_stats, streams):
+            stats.track(stream)
+        self.collected_steps += streams[0].numel()
+
+    def on_fit_start(self) -> None:
+        if self.seeds is not None and distributed.world_size() > 1:
+            raise ConfigError("ExplorerModule: seeds (members) under DDP are not supported yet: run the explorer "
+                              "members in one process, or one explorer per seed under DDP")
+        super().on_fit_start()
 
     def on_train_end(self) -> None:
         super().on_train_end()
@@ -274,6 +369,8 @@ class ExplorerModule(RLModule):
             self._collector, self._collector_iter = None, None
         # Under DDP every rank leaves with the whole buffer: phase 3 trains on all of it.
         self.buffer.gather_ranks(self.device)
+        # Members: each one's online data in a block of its own, for phase 3 and the saved buffer.
+        self.buffer.split_members()
 
     # --- update -------------------------------------------------------------------------
     def learning_started(self) -> bool:
@@ -294,15 +391,11 @@ class ExplorerModule(RLModule):
         if self.bonus is not None and hasattr(self, "_last_bonus"):
             out["train/bonus_mean"] = float(self._last_bonus.mean())
             out.update(self.bonus_quantiles())
-        if self._recent_returns:
-            out["online/episode_return"] = sum(self._recent_returns) / len(self._recent_returns)
-            out["online/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
-            out["online/episodes"] = float(self.online_episodes)
-            out["online/goal_episodes"] = float(self.online_goal_episodes)
-        for key in self.log_info_keys:
-            seen = [*self._recent_info_max[key], self._episode_info_max[key]]
-            if max(seen) > -math.inf:
-                out[f"online/{key}_max"] = max(seen)
+        # With members: the mean over the members that have a value.
+        per_member = [stats.metrics() for stats in self.episode_stats]
+        for key in dict.fromkeys(k for m in per_member for k in m):
+            values = [m[key] for m in per_member if key in m]
+            out[key] = sum(values) / len(values)
         return out
 
     @torch.no_grad()
@@ -315,6 +408,11 @@ class ExplorerModule(RLModule):
         num_offline, end = self.buffer.num_offline, len(self.buffer)
         blocks = {"offline": torch.linspace(0, num_offline - 1, min(rows, num_offline)).long() if num_offline else None,
                   "online": torch.arange(max(num_offline, end - rows), end) if end > num_offline else None}
+        if self.seeds is not None:  # [K, rows]: the offline rows for every member, each member's own online rows
+            if blocks["offline"] is not None:
+                blocks["offline"] = blocks["offline"].expand(len(self.seeds), -1)
+            if blocks["online"] is not None:
+                blocks["online"] = torch.stack([self.buffer.member_online_index(k)[-rows:] for k in range(len(self.seeds))])
         out: dict[str, float] = {}
         for name, idx in blocks.items():
             if idx is None or idx.numel() == 0:
@@ -329,24 +427,14 @@ class ExplorerModule(RLModule):
         return {
             **super().rank_state(),
             "collected_steps": self.collected_steps,
-            "online_episodes": self.online_episodes,
-            "online_goal_episodes": self.online_goal_episodes,
-            "recent_returns": list(self._recent_returns),
-            "recent_successes": list(self._recent_successes),
-            "recent_info_max": {k: list(v) for k, v in self._recent_info_max.items()},
+            "episode_stats": [stats.state() for stats in self.episode_stats],
             "bonus_rows_seen": self.bonus_rows_seen,
         }
 
     def load_rank_state(self, state: dict[str, Any]) -> None:
         super().load_rank_state(state)
         self.collected_steps = state["collected_steps"]
-        self.online_episodes = state["online_episodes"]
-        self.online_goal_episodes = state["online_goal_episodes"]
-        self._recent_returns.extend(state["recent_returns"])
-        self._recent_successes.extend(state["recent_successes"])
-        for key, values in state.get("recent_info_max", {}).items():  # absent in older checkpoints
-            if key in self._recent_info_max:
-                self._recent_info_max[key].extend(values)
+        # Checkpoints before members kept one environment's statistics at the top level.
+        for stats, saved in zip(self.episode_stats, state.get("episode_stats", [state])):
+            stats.load_state(saved)
         self.bonus_rows_seen = state["bonus_rows_seen"]
-        # The episode running at the checkpoint is cut (the data module marks it truncated).
-        self._episode_return, self._episode_success = 0.0, False

@@ -2,6 +2,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.schema import DatasetError
 from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer
 from ooo_lightning.data.returns import MC_RETURN_KEY, ReturnSpec
@@ -116,3 +117,60 @@ def test_online_rows_added_later_get_their_returns_once_their_episode_ends():
     end.set(("next", "done"), torch.ones(1, 1, dtype=torch.bool))
     buffer.add_online(end)
     assert buffer.rows_between(4, 8)[MC_RETURN_KEY].reshape(-1).tolist() == [1.875, 1.75, 1.5, 1.0]
+
+
+def _member_buffer(steps_per_call=(3, 2)) -> OfflineOnlineBuffer:
+    """10 offline rows, then two members' streams as an explorer with seeds [4, 7] collects
+    them: each call appends [2 members, F steps]; member k's step t observes 100 (k + 1) + t."""
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(10 + 2 * sum(steps_per_call), 10, 0, 2, 2))
+    buffer.replay.extend(_transitions(10))
+    buffer.info.member_seeds = [4, 7]
+    done = 0
+    for steps in steps_per_call:
+        frames = torch.stack([_transitions(steps, 100 * (k + 1) + done) for k in range(2)])  # [members, steps]
+        buffer.add_online(frames)
+        done += steps
+    return buffer
+
+
+def _first_obs(buffer, index):
+    return buffer.rows(index)["observation"][:, 0].long().tolist()
+
+
+def test_member_streams_are_interleaved_while_collected_and_a_block_each_once_split():
+    buffer = _member_buffer()
+    assert buffer.num_online == 10
+    assert _first_obs(buffer, torch.arange(10, 20)) == [100, 200, 101, 201, 102, 202, 103, 203, 104, 204]
+    for k in range(2):
+        assert _first_obs(buffer, buffer.member_online_index(k)) == [100 * (k + 1) + t for t in range(5)]
+    buffer.split_members()
+    assert buffer.info.online_segments == [5, 5] and len(buffer) == 20
+    assert _first_obs(buffer, torch.arange(10, 20)) == [100, 101, 102, 103, 104, 200, 201, 202, 203, 204]
+    for k in range(2):
+        assert _first_obs(buffer, buffer.member_online_index(k)) == [100 * (k + 1) + t for t in range(5)]
+    prefix = buffer.prefix(2)  # each member's first 2 steps
+    assert _first_obs(prefix, torch.arange(10, 14)) == [100, 101, 200, 201]
+    assert prefix.info.member_seeds == [4, 7] and prefix.info.online_segments == [2, 2]
+
+
+def test_member_streams_refuse_rows_not_shaped_per_member_and_returns_while_interleaved():
+    buffer = _member_buffer()
+    buffer.reserve(4)
+    with pytest.raises(RuntimeError, match=r"\[members \(2\), steps\]"):
+        buffer.add_online(_transitions(4))
+    with pytest.raises(ConfigError, match="Monte-Carlo returns"):
+        buffer.use_returns(ReturnSpec(0.9))
+
+
+def test_a_buffer_of_member_streams_round_trips_and_resumes_with_every_members_episode_cut(tmp_path):
+    buffer = _member_buffer()
+    buffer.split_members()
+    loaded = OfflineOnlineBuffer.load(buffer.save(tmp_path / "buffer"))
+    assert (loaded.info.member_seeds, loaded.info.online_segments) == ([4, 7], [5, 5])
+    state = _member_buffer().online_state(torch.device("cpu"))  # mid-collection, interleaved
+    fresh = OfflineOnlineBuffer.empty(BufferInfo(30, 10, 0, 2, 2))
+    fresh.replay.extend(_transitions(10))
+    fresh.info.member_seeds = [4, 7]
+    fresh.load_online_state(state)
+    truncated = fresh.rows_between(10, 20).get(("next", "truncated")).reshape(-1).tolist()
+    assert truncated == [False] * 8 + [True, True]  # each member's last row: its episode was cut

@@ -62,3 +62,29 @@ def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
     # Positives still take the first slots.
     idx = sample_indices(1000, 4, 10, torch.tensor([950]), 2, num_offline=900, offline_fraction=0.5, generator=g)
     assert torch.all(idx[:, :2] == 950)
+
+
+def test_on_member_streams_each_member_draws_the_offline_rows_and_its_own_explorers_rows():
+    """Member k of a module trained on several explorers' data sees the offline rows (< 10)
+    and explorer k's rows (100 (k + 1) + t) only: while they are collected (interleaved) and once
+    split into blocks, and its positives come from that view as well."""
+    from test_buffer import _member_buffer
+
+    spec = SamplingSpec(batch_size=64, updates_per_step=2, positive_samples=4)
+    buffer = _member_buffer()
+    for split in (False, True):
+        if split:
+            buffer.split_members()
+        generators = [torch.Generator().manual_seed(s) for s in (4, 7)]
+        for batch in BatchStream(buffer, spec, num_batches=4, member_generators=generators):
+            assert batch.batch_size == torch.Size([2, 2, 64])
+            obs = batch["observation"][..., 0].long()
+            for k in range(2):
+                mine = obs[:, k]
+                assert ((mine < 10) | ((mine >= 100 * (k + 1)) & (mine < 100 * (k + 1) + 5))).all()
+                assert (mine >= 100).any()  # its online rows are drawn too
+            assert (batch.get(("next", "reward"))[:, :, :4] > 0).all()
+    limited = BatchStream(buffer, spec, num_batches=3, member_generators=generators, member_online_steps=[1, 2])
+    for batch in limited:
+        obs = batch["observation"][..., 0].long()
+        assert ((obs[:, 0] < 10) | (obs[:, 0] == 100)).all() and ((obs[:, 1] < 10) | (obs[:, 1] == 200) | (obs[:, 1] == 201)).all()

@@ -101,3 +101,20 @@ def test_bad_members_are_refused_in_one_line():
     stack = MemberStack([LOSSES["iql"]()] * 2)
     with pytest.raises(ValueError, match=r"\[members, batch\]"):
         stack.stage_losses(0, _data()[:B], {})
+
+
+@pytest.mark.parametrize("name", ["iql", "sac"])
+def test_members_act_as_each_policy_with_the_same_noise(name):
+    """``act``: member k's policy on its own observations, its sample from the standard normal
+    draw it is given (what an explorer's members collect with), or its mean."""
+    losses = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        losses.append(LOSSES[name]())
+    stack = MemberStack(losses)
+    obs, noise = torch.randn(K, 5, OBS), torch.randn(K, 5, ACT)
+    sampled, mean = stack.act(obs, noise), stack.act(obs)
+    for k, loss in enumerate(losses):
+        torch.testing.assert_close(sampled[k], loss.policy.act(obs[k], deterministic=False, noise=noise[k]))
+        torch.testing.assert_close(mean[k], loss.policy.act(obs[k]))
+    assert sampled.shape == (K, 5, ACT) and not torch.allclose(sampled, mean)

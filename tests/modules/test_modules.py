@@ -77,7 +77,7 @@ def test_log_info_keys_follow_an_info_value_per_episode_and_reject_unknown_keys(
                             eval_every=0, log_info_keys=["success"])
     data = ReplayDataModule(dataset=str(tiny_dataset))
     _trainer().fit(module, datamodule=data)
-    assert module.online_episodes == 1 and len(module._recent_info_max["success"]) == 1
+    assert module.episode_stats[0].episodes == 1 and len(module.episode_stats[0].recent_info_max["success"]) == 1
     rewards = data.buffer.rows_between(data.buffer.num_offline, len(data.buffer)).get(("next", "reward"))
     assert module.extra_metrics()["online/success_max"] == float(rewards.max() > 0)
     assert "success" not in data.buffer.replay.storage[0].keys(True)  # the buffer keeps transition fields only
