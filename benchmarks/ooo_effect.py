@@ -11,7 +11,9 @@ under --out, in a folder named after the last one.
 For each seed it runs the config's full OOO job (explorer with bonus -> exploiter from
 scratch), then the same explorer with ``bonus_scale: 0`` and no phase 3 (standard fine-tuning,
 the paper's baseline). Every run is a plain ``ooo-lightning fit`` in a subprocess; the run
-directories stay under --out. Prints a table of success rate and return (mean, std over seeds,
+directories stay under --out. With --members, each variant is one run whose agents are the
+seeds as members (``seeds: [...]`` for the explorer and the exploiter; README "Several seeds in
+one process"), and the table reads each seed from its members. Prints a table of success rate and return (mean, std over seeds,
 and per seed), the exploiter's gain over the explorer in percent (the paper's measure), and
 writes it as Markdown next to the runs.
 """
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 EXPLORER = "--model.init_args.explorer.init_args"
+EXPLOITER = "--model.init_args.exploiter.init_args"
 WALL_FILE = "wall_seconds.txt"  # each run's wall time, written when it ends
 LOSS = "--model.init_args.loss.init_args"
 #: Phase-3 ablations on the OOO buffers: what each way the exploiter differs from the
@@ -141,6 +144,8 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/runs/ooo_effect")
     p.add_argument("--no-baseline", action="store_true", help="skip the bonus-free fine-tuning runs")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each single-threaded when > 1)")
+    p.add_argument("--members", action="store_true",
+                   help="the seeds as the members of one run per variant, instead of one run per seed")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 when --jobs > 1)")
     p.add_argument("--exploiter-config", default=None,
                    help="phase-3-only config (the job's exploiter): ablation rows, the exploiter retrained "
@@ -154,24 +159,38 @@ def main() -> None:
     out = Path(args.out) / Path(args.config[-1]).stem
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     no_bonus = [f"{EXPLORER}.bonus_scale=0", "--model.init_args.exploiter=null"]
-    jobs = [(args.config, out / f"ooo/seed_{s}", s, args.overrides) for s in seeds]
-    if not args.no_baseline:
-        jobs += [(args.config, out / f"no_bonus/seed_{s}", s, [*args.overrides, *no_bonus]) for s in seeds]
+    # One run per seed, or one run of every seed as members: (run directory name, seed, overrides).
+    listed = str(seeds).replace(" ", "")
+    runs = ([("members", seeds[0], [f"{EXPLORER}.seeds={listed}", f"{EXPLOITER}.seeds={listed}"])] if args.members
+            else [(f"seed_{s}", s, []) for s in seeds])
+    jobs = [(args.config, out / f"ooo/{name}", s, [*args.overrides, *extra]) for name, s, extra in runs]
+    if not args.no_baseline:  # no exploiter there: its seeds would name a null
+        jobs += [(args.config, out / f"no_bonus/{name}", s, [*args.overrides, *extra[:1], *no_bonus])
+                 for name, s, extra in runs]
     run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
-        ablations = [([args.exploiter_config], out / f"exploiter_{name}/seed_{s}", s,
-                      [f"--data.buffer={out / f'ooo/seed_{s}/buffer'}", *ABLATIONS[name][0]])
-                     for name in args.ablations if name in ABLATIONS for s in seeds]
+        phase3 = [f"--model.init_args.seeds={listed}"] if args.members else []
+        ablations = [([args.exploiter_config], out / f"exploiter_{name}/{run}", s,
+                      [f"--data.buffer={out / f'ooo/{run}/buffer'}", *ABLATIONS[name][0], *phase3])
+                     for name in args.ablations if name in ABLATIONS for run, s, _ in runs]
         if not args.no_baseline and "no_bonus_data" in args.ablations:  # the decoupling without the bonus's data
-            ablations += [([args.exploiter_config], out / f"exploiter_no_bonus_data/seed_{s}", s,
-                           [f"--data.buffer={out / f'no_bonus/seed_{s}/buffer'}"]) for s in seeds]
+            ablations += [([args.exploiter_config], out / f"exploiter_no_bonus_data/{run}", s,
+                           [f"--data.buffer={out / f'no_bonus/{run}/buffer'}", *phase3]) for run, s, _ in runs]
         run_all(ablations, args.jobs, args.threads)
-    ooo = [read(out / f"ooo/seed_{s}") for s in seeds]
-    baseline = [] if args.no_baseline else [read(out / f"no_bonus/seed_{s}") for s in seeds]
+
+    def per_seed(variant: str) -> list[dict]:
+        """Each seed's results.json entries: its run's, or its member's in the members run."""
+        if not args.members:
+            return [read(out / variant / f"seed_{s}") for s in seeds]
+        results = read(out / variant / "members")
+        return [{name: entry["members"][k] for name, entry in results.items()} for k in range(len(seeds))]
+
+    ooo = per_seed("ooo")
+    baseline = [] if args.no_baseline else per_seed("no_bonus")
     scored = all("normalized_score" in e for r in ooo + baseline for e in r.values())
     lines = [
         "`python benchmarks/ooo_effect.py " + " ".join(f"--config {c}" for c in args.config)
-        + f" --seeds {args.seeds} --jobs {args.jobs}"
+        + f" --seeds {args.seeds} --jobs {args.jobs}" + (" --members" if args.members else "")
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --exploiter-config {args.exploiter_config}" if args.exploiter_config else "")
         + (f" --ablations {' '.join(args.ablations)}" if args.exploiter_config and args.ablations != p.get_default("ablations") else "")
@@ -192,22 +211,23 @@ def main() -> None:
     for name in args.ablations if args.exploiter_config else []:
         if name in ABLATIONS:
             lines.append(summarise(f"ablation: OOO exploiter {ABLATIONS[name][1]} (same buffers)",
-                                   [read(out / f"exploiter_{name}/seed_{s}")["exploiter"] for s in seeds], scored))
+                                   [r["exploiter"] for r in per_seed(f"exploiter_{name}")], scored))
     if args.exploiter_config and "no_bonus_data" in args.ablations:
         if baseline:
             lines.append(summarise("ablation: the same exploiter on the no-bonus agents' buffers",
-                                   [read(out / f"exploiter_no_bonus_data/seed_{s}")["exploiter"] for s in seeds], scored))
+                                   [r["exploiter"] for r in per_seed("exploiter_no_bonus_data")], scored))
     wins = [r["exploiter"]["success_rate"] >= r["explorer"]["success_rate"] for r in ooo]
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds; {gain(ooo)}"]
     variants = {"ooo": "the OOO explorer", **({"no_bonus": "the no-bonus agent"} if baseline else {})}
     for variant, who in variants.items():  # this run's variants: with --no-baseline a no_bonus folder is another run's
-        goals = [read_goal_episodes(out / variant / f"seed_{s}") for s in seeds]
+        goals = [read_goal_episodes(out / variant / run) for run, _, _ in runs]
         if all(g is not None for g in goals):
-            lines.append(f"online episodes that reached the goal, {who}, per seed: " + " / ".join(map(str, goals)))
-    walls = {variant: [float((out / variant / f"seed_{s}" / WALL_FILE).read_text()) / 60 for s in seeds
-                       if (out / variant / f"seed_{s}" / WALL_FILE).is_file()] for variant in variants}
+            each = "the members' mean" if args.members else "per seed"  # the members' metrics are their means
+            lines.append(f"online episodes that reached the goal, {who}, {each}: " + " / ".join(map(str, goals)))
+    walls = {variant: [float((out / variant / run / WALL_FILE).read_text()) / 60 for run, _, _ in runs
+                       if (out / variant / run / WALL_FILE).is_file()] for variant in variants}
     if any(walls.values()):
-        lines.append("wall time per run (min): " + ", ".join(
+        lines.append(("wall time of the members run (min): " if args.members else "wall time per run (min): ") + ", ".join(
             f"{v} " + " / ".join(f"{w:.1f}" for w in ws) for v, ws in walls.items() if ws))
     table = "\n".join(lines)
     print("\n" + table)

@@ -13,7 +13,9 @@ exploiter) or ``exploiter_no_layer_norm``. Single runs are ``<name>/seed_<k>/`` 
 ``<name>/``. The rule, applied to the directory that holds ``results.json`` (the run dir):
 
 * seed: the run dir named ``seed_<k>`` or ``<variant>_seed_<k>`` (e.g. ``baseline_seed_2``)
-  gives seed ``k``; any other name gives seed ``None``.
+  gives seed ``k``; any other name gives seed ``None``. A run of several seeds as members
+  (``seeds: [...]``, its entries list ``members``) gives one record per member, with the
+  member's seed, and its run dir counts as a seed folder whatever its name.
 * variant: the ``<variant>_`` prefix of the seed folder if there is one, else the seed folder's
   parent when its name is one of :data:`VARIANT_DIRS`, else none.
 * task: the experiment dir (the run dir without its seed folder and variant folder) as a path
@@ -64,14 +66,15 @@ _T_SWEEP = re.compile(r"^exploiter_T(?P<T>\d+)$")
 _REQUIRED = ("success_rate", "return_mean", "env_steps")
 
 
-def _parse_run_dir(run_dir: Path, root: Path) -> tuple[str, int | None, str | None]:
-    """(task, seed, variant) of one run directory; see the module docstring for the rule."""
+def _parse_run_dir(run_dir: Path, root: Path, members: bool = False) -> tuple[str, int | None, str | None]:
+    """(task, seed, variant) of one run directory; see the module docstring for the rule.
+    ``members``: the run holds several seeds as members (a seed folder, its seeds inside)."""
     match = _SEED_DIR.match(run_dir.name)
     seed, variant, experiment = None, None, run_dir
-    if match:
-        seed = int(match["seed"])
+    if match or members:
+        seed = int(match["seed"]) if match else None
         experiment = run_dir.parent
-        if match["variant"] is not None:
+        if match and match["variant"] is not None:
             variant = VARIANT_DIRS.get(match["variant"], match["variant"])
         elif experiment.name in VARIANT_DIRS:
             variant = VARIANT_DIRS[experiment.name]
@@ -130,22 +133,26 @@ def collect_results(root: str | Path, task_of: Callable[[Path], str] | None = No
         if data is None:
             continue
         run_dir = path.parent
-        task, seed, variant = _parse_run_dir(run_dir, root)
+        members = any("members" in entry for entry in data.values())
+        task, seed, variant = _parse_run_dir(run_dir, root, members)
         if task_of is not None:
             task = task_of(run_dir)
-        for policy, entry in data.items():
-            records.append({
-                "task": task,
-                "method": method_name(policy, variant),
-                "policy": policy,
-                "seed": seed,
-                "success_rate": float(entry["success_rate"]),
-                "return_mean": float(entry["return_mean"]),
-                "normalized_score": (None if entry.get("normalized_score") is None
-                                     else float(entry["normalized_score"])),
-                "env_steps": int(entry["env_steps"]),
-                "run_dir": run_dir,
-            })
+        for policy, whole in data.items():
+            # A members run: each member's entry, as the run of its seed alone would hold it.
+            for member_seed, entry in ([(m["seed"], m) for m in whole["members"]] if "members" in whole
+                                       else [(seed, whole)]):
+                records.append({
+                    "task": task,
+                    "method": method_name(policy, variant),
+                    "policy": policy,
+                    "seed": member_seed,
+                    "success_rate": float(entry["success_rate"]),
+                    "return_mean": float(entry["return_mean"]),
+                    "normalized_score": (None if entry.get("normalized_score") is None
+                                         else float(entry["normalized_score"])),
+                    "env_steps": int(entry["env_steps"]),
+                    "run_dir": run_dir,
+                })
     return records
 
 

@@ -77,6 +77,26 @@ def test_root_inside_an_experiment_names_the_task_by_its_folder(tmp_path):
     assert {r["task"] for r in records} == {"point_mass"}
 
 
+def test_a_members_run_gives_one_record_per_member_seed(tmp_path):
+    """A run of seeds as members (``ooo_effect.py --members``, ``seeds_5.yaml``) reads as the
+    runs of its seeds apart would: one record per member with its seed, in the same task."""
+    def member(seed, success):
+        return {"seed": seed, "success_rate": success, "return_mean": -success, "env_steps": 9}
+
+    run_dir = tmp_path / "ooo_effect" / "point_mass" / "ooo" / "members"
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps({
+        "explorer": {"success_rate": 0.25, "return_mean": -0.25, "env_steps": 9, "members": [member(0, 0.0), member(1, 0.5)]},
+        "exploiter": {"success_rate": 1.0, "return_mean": -1.0, "env_steps": 9, "members": [member(0, 1.0), member(1, 1.0)]},
+    }))
+    records = collect_results(tmp_path)
+    assert [(r["task"], r["method"], r["seed"], r["success_rate"]) for r in records] == [
+        ("ooo_effect/point_mass", EXPLORER_WITH_BONUS, 0, 0.0), ("ooo_effect/point_mass", EXPLORER_WITH_BONUS, 1, 0.5),
+        ("ooo_effect/point_mass", OOO_EXPLOITER, 0, 1.0), ("ooo_effect/point_mass", OOO_EXPLOITER, 1, 1.0)]
+    rows = {r["method"]: r for r in summarise(records)}
+    assert rows[EXPLORER_WITH_BONUS]["n"] == 2 and rows[EXPLORER_WITH_BONUS]["mean"] == pytest.approx(0.25)
+
+
 def test_run_without_seed_folder_and_bad_schema(tmp_path):
     (tmp_path / "single").mkdir()
     (tmp_path / "single" / "results.json").write_text(json.dumps(
