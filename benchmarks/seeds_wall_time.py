@@ -4,6 +4,7 @@ members of one run (``configs/point_mass_wall/seeds_5.yaml``), in the same sessi
     python benchmarks/seeds_wall_time.py                      # seed 0 alone, then seeds 0-4 as members
     python benchmarks/seeds_wall_time.py --solo-seeds 0 1 2 3 4   # every seed alone too (5 runs)
     python benchmarks/seeds_wall_time.py --report DIR...      # the figures of finished runs
+    python benchmarks/seeds_wall_time.py -- --trainer.accelerator=gpu   # overrides for every run
 
 Each run is the whole default job (explorer offline and online, exploiter, final evaluations),
 one after another, never two at once. The five runs apart take five times one run's wall time
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--solo-seeds", type=int, nargs="+", default=[0], help="seeds to run alone, one run each")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/seeds_wall_time"))
     parser.add_argument("--report", type=Path, nargs="+", help="only print the success rates of these run directories")
+    parser.add_argument("overrides", nargs="*", help="ooo-lightning fit overrides for every run (after --)")
     args = parser.parse_args()
     if args.report:
         for run_dir in args.report:
@@ -60,12 +62,12 @@ def main() -> None:
     solo_walls, solo_rates = [], {}
     for seed in args.solo_seeds:
         run_dir = args.out / stamp / f"seed_{seed}"
-        solo_walls.append(fit([BASE], run_dir, f"--seed_everything={seed}"))
+        solo_walls.append(fit([BASE], run_dir, f"--seed_everything={seed}", *args.overrides))
         print(f"seed {seed} alone: {solo_walls[-1] / 60:.1f} min", flush=True)
         for name, rates in successes(run_dir).items():
             solo_rates.setdefault(name, []).extend(rates)
     run_dir = args.out / stamp / "members"
-    members_wall = fit([BASE, MEMBERS], run_dir)
+    members_wall = fit([BASE, MEMBERS], run_dir, *args.overrides)
     print(f"seeds 0-4 as members: {members_wall / 60:.1f} min", flush=True)
 
     one = statistics.mean(solo_walls)
