@@ -66,10 +66,6 @@ class OOOLightningCLI(LightningCLI):
         if datamodule is None:
             datamodule = ReplayDataModule()
         check_trainer(self.trainer)
-        explorer = model if isinstance(model, ExplorerModule) else getattr(model, "explorer", None)
-        if explorer is not None and explorer.seeds is not None and self.trainer.num_devices * self.trainer.num_nodes > 1:
-            raise ConfigError("explorer seeds (members) run in one process so far, not under DDP: drop trainer.devices "
-                              "to 1, or run one explorer per seed under DDP")
         run_dir, explicit_ckpt = resolve_resume(ckpt_path, self.trainer.default_root_dir)
         resume = run_dir is not None
         self._exported_run_dir = False

@@ -69,8 +69,6 @@ def test_nan_loss_names_phase_and_step_and_keeps_the_checkpoint_dir(tmp_path, ti
         (["--model.init_args.exploiter.init_args.env_kwargs={goal_radius: 0.01}"], "must share the task's env_kwargs"),
         (["--model.init_args.explorer=null"], "points at a setting that is null or absent"),
         (["--model.init_args.explorer.init_args.seeds=[1,2]"], "give the exploiter the same seeds"),
-        (["--model.init_args.explorer.init_args.seeds=[1,2]", "--model.init_args.exploiter.init_args.seeds=[1,2]",
-          "--trainer.devices=2", "--trainer.strategy=ddp"], "explorer seeds (members) run in one process so far"),
         (["--model.init_args.explorer.init_args.env=ooo/PointMassWal-v1"], "Did you mean: `PointMassWall`?"),
     ],
 )

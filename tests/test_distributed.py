@@ -114,22 +114,27 @@ def test_ranks_whose_gradients_are_not_averaged_stop_with_the_divergence_error(t
         assert rank["error"] is not None and "the ranks' weights diverged" in rank["error"]
 
 
-def test_two_process_ddp_run_keeps_both_ranks_transitions(tmp_path, tiny_dataset):
+def test_two_process_ddp_run_keeps_both_ranks_transitions_of_every_member(tmp_path, tiny_dataset):
     root = tmp_path / "ddp"
-    # The exploiter as two members (seeds): each rank holds both and averages their gradients.
+    # Both phases as two members (seeds): each rank holds both members, each collecting from
+    # its own environment per rank, and averages their gradients.
     done = run(tiny_job(root, tiny_dataset, "--trainer.devices=2", "--trainer.strategy=ddp",
-                        "--model.init_args.exploiter.init_args.seeds=[5,6]", online_steps=400))
+                        "--model.init_args.explorer.init_args.seeds=[5,6]",
+                        "--model.init_args.exploiter.init_args.seeds=[5,6]", online_steps=200))
     buffer = OfflineOnlineBuffer.load(root / "buffer")
     replay, info = buffer.replay, buffer.info
-    assert info.online_segments == [400, 400]
+    # A block per member and rank, member by member: member 5 on ranks 0, 1, then member 6.
+    assert (info.member_seeds, info.online_segments) == ([5, 6], [200, 200, 200, 200])
     assert info.num_online == 800 and len(replay) == info.num_offline + 800
     rows = replay.storage[torch.arange(len(replay))]
-    rank0, rank1 = (rows[start:end] for start, end in info.segments())
-    # Each rank ran its own environment seed: their episodes differ from the first step.
-    assert not torch.equal(rank0["observation"][:50], rank1["observation"][:50])
+    blocks = [rows[start:end]["observation"][:50] for start, end in info.segments()]
+    # Every member on every rank ran its own environment seed: their episodes differ from the first step.
+    assert all(not torch.equal(blocks[i], blocks[j]) for i in range(4) for j in range(i))
     results = json.loads((root / "results.json").read_text())
-    assert results["explorer"]["env_steps"] == 800 and results["exploiter"]["env_steps"] == 800
-    assert [m["seed"] for m in results["exploiter"]["members"]] == [5, 6]
+    # Each member's steps, over both ranks.
+    assert results["explorer"]["env_steps"] == 400 and results["exploiter"]["env_steps"] == 400
+    for phase in ("explorer", "exploiter"):
+        assert [m["seed"] for m in results[phase]["members"]] == [5, 6]
     # Rank 0 alone reports; the other rank wrote no run directory of its own.
     assert done.stdout.count("run directory:") == 1
     assert not (tmp_path / "ddp-v1").exists()

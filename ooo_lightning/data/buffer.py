@@ -51,7 +51,9 @@ class BufferInfo:
     #: Online data of several explorers trained as one (``ExplorerModule(seeds=...)``): their
     #: seeds, member k's transitions its own stream. While they collect, the streams are
     #: interleaved row by row (row ``num_offline + K t + k`` is member k's step t); once
-    #: collected, ``split_members`` makes them one block each (``online_segments``). None: one stream.
+    #: collected, ``split_members`` makes them one block each (``online_segments``), and under
+    #: DDP one block per member and rank, member by member (member k's blocks: ``k N .. k N + N - 1``
+    #: for N ranks). None: one stream.
     member_seeds: list[int] | None = None
 
     def segments(self) -> list[tuple[int, int]]:
@@ -100,7 +102,9 @@ class OfflineOnlineBuffer:
     def __init__(self, replay: ReplayBuffer, info: BufferInfo) -> None:
         self.replay, self.info = replay, info
         self._returns: ReturnSpec | None = None
-        self._returns_pending_from = 0  # first row whose episode has not ended yet
+        #: Per online stream (``online_streams``): how many of its rows have final returns
+        #: (the rows after them belong to an episode that has not ended yet).
+        self._returns_final: list[int] = []
 
     @classmethod
     def empty(cls, info: BufferInfo) -> OfflineOnlineBuffer:
@@ -168,8 +172,21 @@ class OfflineOnlineBuffer:
             raise ValueError("this buffer holds one stream of online data, not the members' streams")
         if self.info.online_segments is None:  # interleaved while collecting
             return self.num_offline + member + len(seeds) * torch.arange(self.num_online // len(seeds))
-        start, end = self.info.segments()[member]
-        return torch.arange(start, end)
+        return torch.cat([torch.arange(start, end) for start, end in self._member_blocks()[member]])
+
+    def _member_blocks(self) -> list[list[tuple[int, int]]]:
+        """[start, end) rows of each member's blocks (one per rank that collected)."""
+        blocks, members = self.info.segments(), len(self.info.member_seeds)
+        per_member = len(blocks) // members
+        return [blocks[k * per_member:(k + 1) * per_member] for k in range(members)]
+
+    def online_streams(self) -> list[torch.Tensor]:
+        """Storage rows of each stream of consecutive online transitions (one environment's
+        episodes, in the order collected): each member's while they collect interleaved, else
+        each block (a rank's, a member's, or a member's on one rank), or the one stream."""
+        if self.info.member_seeds is not None and self.info.online_segments is None:
+            return [self.member_online_index(k) for k in range(len(self.info.member_seeds))]
+        return [torch.arange(start, min(end, len(self))) for start, end in self.info.segments()]
 
     def offline_rows(self) -> TensorDictBase:
         return self.rows_between(0, self.num_offline)
@@ -191,13 +208,14 @@ class OfflineOnlineBuffer:
         T / N rows of each block (each rank collected as many steps)."""
         if online_steps is None or online_steps >= self.online_steps:
             return self
-        blocks = self.info.segments()
-        if self.info.member_seeds is not None:  # the members' blocks: each its own first T rows
+        if self.info.member_seeds is not None:  # each member its first T steps, over its ranks' blocks
             if self.info.online_segments is None:
                 raise RuntimeError("split_members() before taking a prefix of the members' streams")
-            share = [online_steps] * len(blocks)
+            groups = self._member_blocks()
         else:
-            share = [online_steps // len(blocks) + (i < online_steps % len(blocks)) for i in range(len(blocks))]
+            groups = [self.info.segments()]
+        blocks = [block for group in groups for block in group]
+        share = [online_steps // len(group) + (i < online_steps % len(group)) for group in groups for i in range(len(group))]
         taken = [min(k, end - start) for (start, end), k in zip(blocks, share)]
         index = torch.cat([torch.arange(self.num_offline)] + [torch.arange(start, start + k) for (start, _), k in zip(blocks, taken)])
         segments = taken if self.info.online_segments is not None else None
@@ -211,32 +229,33 @@ class OfflineOnlineBuffer:
         self._returns = spec
         if spec is None:
             return
-        if self.info.member_seeds is not None and self.info.online_segments is None:
-            raise ConfigError("Monte-Carlo returns need each member's online data in a block of its own: "
-                              "a loss that reads them cannot collect as members yet")
         if self.num_offline > 0:
-            self._fill_returns(0, self.num_offline, online=False)
-        self._returns_pending_from = self.num_offline
-        # Each rank's block is its own stream of episodes (a single block in one process).
-        for start, stop in self.info.segments():
-            if min(stop, len(self)) > start:
-                self._fill_returns(start, min(stop, len(self)), online=True)
+            self._fill_returns(torch.arange(self.num_offline), online=False)
+        self._fill_online_returns(restart=True)
 
-    def _fill_returns(self, start: int, end: int, online: bool) -> None:
-        """Returns of rows [start, end). Online, an episode still running at ``end`` stays
-        PENDING (uncalibrated) until it ends; offline, the end of the data truncates it."""
-        if end <= start:
-            return
+    def _fill_online_returns(self, restart: bool = False) -> None:
+        """Returns of each online stream's rows from its first episode not ended yet (every
+        row with ``restart``); an episode still running keeps PENDING until it ends."""
+        streams = self.online_streams()
+        if restart or len(self._returns_final) != len(streams):
+            self._returns_final = [0] * len(streams)
+        for k, stream in enumerate(streams):
+            self._returns_final[k] += self._fill_returns(stream[self._returns_final[k]:], online=True)
+
+    def _fill_returns(self, index: torch.Tensor, online: bool) -> int:
+        """Returns of the rows at ``index`` (one stream, in time order); the number of them
+        that are final. Online, an episode still running at the end stays PENDING
+        (uncalibrated); offline, the end of the data truncates it."""
+        if index.numel() == 0:
+            return 0
         spec = self._returns
-        rows = self.rows_between(start, end)
+        rows = self.rows(index)
         reward = spec.shaping(rows.get(("next", "reward")))
         done = rows.get(("next", "done"))
         returns = monte_carlo_returns(reward, done, spec.gamma, spec.failure_reward, open_end_pending=online)
-        self.replay.storage.set(slice(start, end), TensorDict({MC_RETURN_KEY: returns}, [end - start]), set_cursor=False)
-        if online:
-            ends = torch.nonzero(done.reshape(-1)).reshape(-1)
-            if ends.numel():
-                self._returns_pending_from = start + int(ends[-1]) + 1
+        self.replay.storage.set(index, TensorDict({MC_RETURN_KEY: returns}, [index.numel()]), set_cursor=False)
+        ends = torch.nonzero(done.reshape(-1)).reshape(-1)
+        return int(ends[-1]) + 1 if ends.numel() else 0
 
     # --- online data, several ranks, checkpoints ----------------------------------------
     def add_online(self, transitions: TensorDictBase) -> None:
@@ -254,7 +273,7 @@ class OfflineOnlineBuffer:
         self.replay.extend(select_transitions(transitions))
         self.info.num_online += transitions.numel()
         if self._returns is not None:
-            self._fill_returns(self._returns_pending_from, len(self), online=True)
+            self._fill_online_returns()
 
     def gather_ranks(self, device: torch.device) -> None:
         """Under DDP: every rank's online rows, one block per rank, in every rank's buffer
@@ -265,22 +284,29 @@ class OfflineOnlineBuffer:
         if len(set(lengths)) != 1:
             raise RuntimeError(f"the ranks collected different numbers of online steps: {lengths}")
         gathered = distributed.all_gather_rows(self.online_rows(), distributed.collective_device(device))  # [N, n]
+        segments = list(lengths)
+        if self.info.member_seeds is not None:
+            # Each rank's rows interleave its members' streams: one block per member and rank,
+            # member by member (what split_members makes of one process's rows).
+            members, ranks = len(self.info.member_seeds), len(lengths)
+            steps = lengths[0] // members
+            order = torch.arange(ranks * lengths[0]).reshape(ranks, steps, members).permute(2, 0, 1).reshape(-1)
+            gathered = gathered.reshape(-1)[order]
+            segments = [steps] * (members * ranks)
         merged = _extend_from(self.offline_rows(), self.num_offline + sum(lengths))
         merged.extend(gathered.reshape(-1))
         self.replay = merged
         self.info.capacity = len(merged)
         self.info.num_online = sum(lengths)
-        self.info.online_segments = list(lengths)
+        self.info.online_segments = segments
 
     def split_members(self) -> None:
         """The members' interleaved online rows as one block per member, in member order
         (``online_segments``): what phase 3 and a saved buffer hold. Nothing without members,
-        or when split already (a run resumed after its last step)."""
+        or when split already (by ``gather_ranks`` under DDP, or a run resumed after its last step)."""
         seeds = self.info.member_seeds
         if seeds is None or self.info.online_segments is not None:
             return
-        if distributed.world_size() > 1:
-            raise ConfigError("explorer members under DDP are not supported yet: one process per run, or no seeds")
         index = torch.cat([self.member_online_index(k) for k in range(len(seeds))])
         merged = _extend_from(self.offline_rows(), self.num_offline + self.num_online)
         if index.numel():
@@ -300,7 +326,6 @@ class OfflineOnlineBuffer:
             "num_offline": self.num_offline,
             "online_rows": {"/".join(k) if isinstance(k, tuple) else k: v for k, v in rows.items(True, True)},
             "online_segments": self.info.online_segments,
-            "returns_pending_from": distributed.all_gather_objects(self._returns_pending_from),
         }
 
     def load_online_state(self, state: dict) -> None:
@@ -328,6 +353,5 @@ class OfflineOnlineBuffer:
             self.replay.extend(rows)
         self.info.num_online = rows.shape[0]
         self.info.online_segments = state.get("online_segments")
-        self._returns_pending_from = state["returns_pending_from"][rank]
-        if self._returns is not None:
-            self._fill_returns(self._returns_pending_from, len(self), online=True)
+        if self._returns is not None:  # the returns are a function of the rows: computed again
+            self._fill_online_returns(restart=True)

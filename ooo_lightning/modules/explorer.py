@@ -16,7 +16,7 @@ from torch import nn
 
 from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
-from ooo_lightning.exploration.members import MemberBonus
+from ooo_lightning.exploration.members import member_bonus
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
 from ooo_lightning.stacking import stacked_draws
@@ -201,7 +201,8 @@ class ExplorerModule(RLModule):
             member k has its own initial weights, bonus, environment (seeded with ``seeds[k]``),
             batches and noise from ``seeds[k]``, and its own stream of online data in the buffer
             (a block of its own once collected, which phase 3 trains member k on). RND bonus
-            (or none) and losses without Monte-Carlo returns; one process (no DDP) so far.
+            (or none). Under DDP every rank holds all the members, each collecting from its own
+            environment per rank (as a solo explorer's ranks do).
     """
 
     def __init__(
@@ -223,10 +224,6 @@ class ExplorerModule(RLModule):
             online_steps=(online_steps, ">= 0"), utd_ratio=(utd_ratio, "> 0"), random_steps=(random_steps, ">= 0"),
         )
         super().__init__(env, loss, **kwargs)
-        if self.seeds is not None and self.loss.uses_mc_returns:
-            # The returns are filled as episodes end, over one stream of rows (buffer.use_returns).
-            raise ConfigError("ExplorerModule: a loss that reads Monte-Carlo returns (Cal-QL) cannot train as members "
-                              "(seeds) yet: run one explorer per seed")
         frames_per_step = self.updates_per_step / utd_ratio if utd_ratio > 0 else 0.0
         if frames_per_step < 1 or abs(frames_per_step - round(frames_per_step)) > 1e-9:
             raise ConfigError(
@@ -265,7 +262,7 @@ class ExplorerModule(RLModule):
             with torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(state)
                 bonuses.append(bonus(self.observation_dim))
-        return MemberBonus(bonuses, self.member_generators)
+        return member_bonus(bonuses, self.member_generators)
 
     # --- what the data module asks ------------------------------------------------------
     @property
@@ -316,8 +313,13 @@ class ExplorerModule(RLModule):
             if distributed.world_size() > 1:
                 # Every rank collects as many steps per training step: the bonus sees all ranks' data.
                 device = distributed.collective_device(self.device)
-                rows = distributed.all_gather_rows(rows, device).reshape(-1)
-            self.bonus.observe(rows.to(self.device))
+                rows = distributed.all_gather_rows(rows, device)
+            rows = rows.reshape(-1, rows.shape[-1])  # [ranks, n]
+            if self.seeds is not None:  # each rank's rows interleave the members': [members, ranks x steps]
+                ranks, members = rows.shape[0], len(self.seeds)
+                order = torch.arange(rows.numel()).reshape(ranks, -1, members).permute(2, 0, 1).reshape(-1)
+                rows = rows.reshape(-1)[order].reshape(members, -1)
+            self.bonus.observe((rows.reshape(-1) if self.seeds is None else rows).to(self.device))
             self.bonus_rows_seen = len(buffer)
 
     def _start_collector(self) -> None:
@@ -355,12 +357,6 @@ class ExplorerModule(RLModule):
         for stats, stream in zip(self.episode_stats, streams):
             stats.track(stream)
         self.collected_steps += streams[0].numel()
-
-    def on_fit_start(self) -> None:
-        if self.seeds is not None and distributed.world_size() > 1:
-            raise ConfigError("ExplorerModule: seeds (members) under DDP are not supported yet: run the explorer "
-                              "members in one process, or one explorer per seed under DDP")
-        super().on_fit_start()
 
     def on_train_end(self) -> None:
         super().on_train_end()

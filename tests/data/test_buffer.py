@@ -153,13 +153,34 @@ def test_member_streams_are_interleaved_while_collected_and_a_block_each_once_sp
     assert prefix.info.member_seeds == [4, 7] and prefix.info.online_segments == [2, 2]
 
 
-def test_member_streams_refuse_rows_not_shaped_per_member_and_returns_while_interleaved():
+def test_member_streams_refuse_rows_not_shaped_per_member():
     buffer = _member_buffer()
     buffer.reserve(4)
     with pytest.raises(RuntimeError, match=r"\[members \(2\), steps\]"):
         buffer.add_online(_transitions(4))
-    with pytest.raises(ConfigError, match="Monte-Carlo returns"):
-        buffer.use_returns(ReturnSpec(0.9))
+
+
+def test_each_member_stream_gets_its_own_returns_while_interleaved_and_the_same_once_split():
+    buffer = OfflineOnlineBuffer.empty(BufferInfo(10 + 2 * 5, 10, 0, 2, 2))
+    buffer.replay.extend(_transitions(10))
+    buffer.info.member_seeds = [4, 7]
+    buffer.use_returns(ReturnSpec(gamma=0.5))  # as the explorer: set before collecting
+    for start, steps in ((0, 2), (2, 3)):
+        frames = torch.stack([_transitions(steps, 100 * (k + 1) + start) for k in range(2)])
+        frames.set(("next", "reward"), torch.ones(2, steps, 1))
+        # Member 0's episode ends at its step 2; member 1's is still running.
+        frames[0].get(("next", "done"))[2 - start:3 - start] = True
+        buffer.add_online(frames)
+
+    def member_returns(b):
+        return [b.rows(b.member_online_index(k))[MC_RETURN_KEY].reshape(-1).tolist() for k in range(2)]
+
+    inf = float("-inf")
+    expected = [[1.75, 1.5, 1.0, inf, inf], [inf] * 5]  # not run across the members' interleaved rows
+    assert member_returns(buffer) == expected
+    buffer.split_members()
+    buffer.use_returns(ReturnSpec(gamma=0.5))  # phase 3 computes them anew, over the blocks
+    assert member_returns(buffer) == expected
 
 
 def test_a_buffer_of_member_streams_round_trips_and_resumes_with_every_members_episode_cut(tmp_path):
@@ -174,3 +195,26 @@ def test_a_buffer_of_member_streams_round_trips_and_resumes_with_every_members_e
     fresh.load_online_state(state)
     truncated = fresh.rows_between(10, 20).get(("next", "truncated")).reshape(-1).tolist()
     assert truncated == [False] * 8 + [True, True]  # each member's last row: its episode was cut
+
+
+def test_two_ranks_of_members_gather_into_a_block_per_member_and_rank(monkeypatch):
+    """Under DDP each rank collects its members interleaved; gathered, member k's data is its
+    blocks on every rank, in rank order: prefixes share T over them, returns stop at each."""
+    from ooo_lightning import distributed
+
+    buffer = _member_buffer()  # rank 0's; rank 1 collected the same steps, observing 1000 more
+    rank1 = buffer.online_rows()
+    rank1.set("observation", rank1.get("observation") + 1000)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "all_gather_objects", lambda obj: [obj, obj])
+    monkeypatch.setattr(distributed, "all_gather_rows", lambda rows, device: torch.stack([rows, rank1]))
+    buffer.gather_ranks(torch.device("cpu"))
+    buffer.split_members()  # split already: nothing to do
+    assert buffer.info.online_segments == [5, 5, 5, 5] and buffer.num_online == 20
+    for k in range(2):
+        own = [100 * (k + 1) + t for t in range(5)]
+        assert _first_obs(buffer, buffer.member_online_index(k)) == own + [1000 + o for o in own]
+    prefix = buffer.prefix(3)  # each member's first 3 steps: 2 from rank 0, 1 from rank 1
+    assert _first_obs(prefix, torch.arange(10, 16)) == [100, 101, 1100, 200, 201, 1200]
+    assert prefix.info.online_segments == [2, 1, 2, 1] and prefix.online_steps == 3
+    assert [s.tolist() for s in buffer.online_streams()] == [list(range(a, a + 5)) for a in (10, 15, 20, 25)]

@@ -1,4 +1,4 @@
-"""``MemberBonus``: K RND bonuses as one, each exactly its solo bonus (issue 14)."""
+"""``MemberBonus`` and ``MemberCounts``: K bonuses as one, each exactly its solo bonus (issue 14)."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from tensordict import TensorDict
 
 from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.exploration import CountBonus, RNDBonus
-from ooo_lightning.exploration.members import MemberBonus
+from ooo_lightning.exploration.members import MemberBonus, MemberCounts, member_bonus
 
 OBS, K, B = 3, 3, 40
 
@@ -48,7 +48,27 @@ def test_each_member_scores_and_learns_as_its_solo_bonus(momentum):
 
 
 def test_only_rnd_bonuses_stack():
-    with pytest.raises(ConfigError, match="RNDBonus so far"):
+    with pytest.raises(ConfigError, match="stacks RND bonuses, not CountBonus"):
         MemberBonus([CountBonus(OBS), CountBonus(OBS)])
     with pytest.raises(ConfigError, match="share one class"):
         MemberBonus([RNDBonus(OBS), CountBonus(OBS)])
+    with pytest.raises(ConfigError, match="share one class"):
+        member_bonus([CountBonus(OBS), RNDBonus(OBS)])
+
+
+def test_member_counts_count_the_shared_rows_for_all_and_each_members_own_rows_for_it():
+    counts = member_bonus([CountBonus(OBS, cell_size=1.0) for _ in range(2)])
+    assert isinstance(counts, MemberCounts)
+
+    def rows(*cells):
+        obs = torch.tensor([[float(c)] * OBS for c in cells])
+        return TensorDict({("next", "observation"): obs}, [len(cells)])
+
+    counts.observe(rows(0, 0))  # shared (offline): both members count them
+    counts.observe(torch.stack([rows(1, 1, 1), rows(2, 0, 0)]))  # [members, n]: each its own
+    bonus, loss = counts.compute(torch.stack([rows(0, 1, 2), rows(0, 1, 2)]))
+    assert loss is None and bonus.shape == (2, 3)
+    visits = (1 / bonus**2 - 1).round().long().tolist()
+    assert visits == [[2, 3, 0], [4, 0, 1]]
+    solo = counts.member(1)
+    assert torch.equal(solo.compute(rows(0, 1, 2))[0], bonus[1]) and solo is not counts.members[1]

@@ -8,6 +8,7 @@ from lightning.pytorch import Trainer
 
 from ooo_lightning.config_checks import ConfigError
 from ooo_lightning.data.datamodule import ReplayDataModule
+from ooo_lightning.data.returns import MC_RETURN_KEY
 from ooo_lightning.exploration import CountBonus, RNDBonus
 from ooo_lightning.losses import CalQLLoss, IQLLoss, SACLoss
 from ooo_lightning.modules import ExploiterModule, ExplorerModule, NonFiniteLossError
@@ -69,43 +70,58 @@ def test_a_members_nan_stops_the_fit_naming_the_member_and_its_seed(tiny_dataset
         trainer.fit(module, datamodule=ReplayDataModule(dataset=str(tiny_dataset)))
 
 
-def test_no_seeds_and_explorer_members_it_cannot_train_are_refused():
+def test_no_seeds_are_refused():
     with pytest.raises(ConfigError, match="at least one seed"):
         ExploiterModule(ENV, LOSSES["iql"], seeds=[])
-    with pytest.raises(ConfigError, match="Monte-Carlo returns"):
-        ExplorerModule(ENV, partial(CalQLLoss, hidden_dims=(32, 32)), seeds=[0, 1])
-    with pytest.raises(ConfigError, match="bonus: .*RNDBonus so far, not CountBonus"):
-        ExplorerModule(ENV, LOSSES["iql"], bonus=CountBonus, seeds=[0, 1])
 
 
-def _explorer_fit(dataset, seeds):
-    module = ExplorerModule(ENV, LOSSES["iql"], bonus=partial(RNDBonus, hidden_dims=(32,), embedding_dim=16),
+def _explorer_fit(dataset, seeds, loss=LOSSES["iql"], bonus=partial(RNDBonus, hidden_dims=(32,), embedding_dim=16), **kw):
+    module = ExplorerModule(ENV, loss, bonus=bonus,
                             offline_updates=8, online_steps=48, random_steps=8, updates_per_step=4, batch_size=32,
-                            eval_every=0, seeds=seeds)
+                            eval_every=0, seeds=seeds, **kw)
     data = ReplayDataModule(dataset=str(dataset))
     Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(module, datamodule=data)
     return module, data.buffer
 
 
-def test_explorer_members_collect_and_train_as_each_seed_alone(tiny_dataset):
+EXPLORERS = {
+    "iql_rnd": {},
+    # Cal-QL reads each member's Monte-Carlo returns, filled per member stream as its episodes
+    # end: episodes of 10 steps end within the 48 collected.
+    "calql_rnd": {"loss": partial(CalQLLoss, hidden_dims=(32, 32), num_sampled_actions=2),
+                  "env_kwargs": {"max_episode_steps": 10}},
+    # Each member's table counts the offline data and its own online transitions.
+    "iql_counts": {"bonus": partial(CountBonus, cell_size=0.1)},
+}
+
+
+@pytest.mark.parametrize("explorer", sorted(EXPLORERS))
+def test_explorer_members_collect_and_train_as_each_seed_alone(tiny_dataset, explorer):
     """Each member has its own environment, actions, bonus, batches and noise from its seed:
     two explorers collected and trained as one end where each seed alone ends, with the same
     transitions (to float rounding: a batched product rounds as a single one only nearly),
     each member's online data in a block of its own."""
-    together, buffer = _explorer_fit(tiny_dataset, [3, 5])
+    kw = EXPLORERS[explorer]
+    together, buffer = _explorer_fit(tiny_dataset, [3, 5], **kw)
     assert (buffer.info.member_seeds, buffer.info.online_segments) == ([3, 5], [48, 48])
     assert together.member_env_steps() == [48, 48]
     for k, seed in enumerate((3, 5)):
-        alone, alone_buffer = _explorer_fit(tiny_dataset, [seed])
+        alone, alone_buffer = _explorer_fit(tiny_dataset, [seed], **kw)
         mine, its = buffer.rows(buffer.member_online_index(k)), alone_buffer.online_rows()
-        for key in ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done")):
+        keys = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done")]
+        if together.loss.uses_mc_returns:
+            assert torch.isfinite(mine.get(MC_RETURN_KEY)).any()  # the ended episodes calibrate
+            keys.append(MC_RETURN_KEY)
+        for key in keys:
             torch.testing.assert_close(mine.get(key), its.get(key), atol=1e-5, rtol=0, msg=f"seed {seed}: {key}")
         for name, ours, theirs in (("loss", together.loss.member(k), alone.loss.member(0)),
                                    ("bonus", together.bonus.member(k), alone.bonus.member(0))):
             theirs = theirs.state_dict()
             for key, value in ours.state_dict().items():
                 torch.testing.assert_close(value, theirs[key], atol=1e-5, rtol=1e-4, msg=f"seed {seed}: {name} {key}")
+        if explorer == "iql_counts":  # the offline data and its own 48 steps, each once
+            assert int(together.bonus.member(k).counts.sum()) == buffer.num_offline + 48
     first, second = (buffer.rows(buffer.member_online_index(k))["action"] for k in (0, 1))
     assert not torch.allclose(first, second)  # the members act apart
     assert together.extra_metrics()["bonus/online_max"] > 0
