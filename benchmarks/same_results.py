@@ -9,7 +9,7 @@ Each job's config is resolved once, by the ``--after`` code (``--print_config``)
 revisions run that same resolved file, so config files that were reorganised in between
 (e.g. into overlays) do not matter. The jobs are shrunk point-mass-wall runs (seconds each)
 that cover the explorer with RND and with counts, Cal-QL's Monte-Carlo returns and the
-exploiter on buffer prefixes; ``--default-job`` adds the whole default job (8-15 minutes a
+exploiter on buffer prefixes, apart and together; ``--default-job`` adds the whole default job (8-15 minutes a
 revision on 2 cores). ``--new-keys`` names options that the ``--after`` code added (at their
 defaults): they are taken out of the config the before revision runs. Everything runs with one thread (OMP_NUM_THREADS=1), where equal code
 gives equal bits. Prints one line a compared file and exits 1 when any differs.
@@ -43,6 +43,8 @@ JOBS = {
                       f"{E}.loss.init_args.num_sampled_actions=2", f"{X}.loss.init_args.num_sampled_actions=2",
                       "--model.init_args.exploiter_online_steps=[100,1000]"],
     "counts": [f"--config={C}/ooo_iql.yaml", f"--config={C}/ooo_iql_counts.yaml", *TINY],
+    "iql_curve_together": [f"--config={C}/ooo_iql.yaml", *TINY, *RND, "--model.init_args.exploiter_online_steps=[0,100,1000]",
+                           "--model.init_args.exploiter_curve=together"],
 }
 # No periodic checkpoint: last.ckpt then holds the end in every revision (before 75ba004 a
 # periodic save left last.ckpt at its own step, which depends on the wall clock).

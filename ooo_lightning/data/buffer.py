@@ -205,22 +205,55 @@ class OfflineOnlineBuffer:
     def prefix(self, online_steps: int | None) -> OfflineOnlineBuffer:
         """The offline data plus the first ``online_steps`` online transitions, in a buffer of
         their own; ``self`` when that is everything. With several ranks' blocks, the first
-        T / N rows of each block (each rank collected as many steps)."""
+        T / N rows of each block (each rank collected as many steps); with members' streams,
+        each member's first T steps."""
         if online_steps is None or online_steps >= self.online_steps:
             return self
+        blocks = self._prefix_blocks(online_steps)
+        index = torch.cat([torch.arange(self.num_offline)] + [torch.arange(start, start + k) for start, _, k in blocks])
+        segments = [k for _, _, k in blocks] if self.info.online_segments is not None else None
+        info = BufferInfo(**{**asdict(self.info), "capacity": len(index), "num_online": len(index) - self.num_offline,
+                             "online_segments": segments})
+        return OfflineOnlineBuffer(_extend_from(self.rows(index), len(index)), info)
+
+    def prefix_online_index(self, online_steps: int | None, member: int | None = None) -> torch.Tensor:
+        """Storage rows of the online transitions ``prefix(online_steps)`` keeps (with
+        ``member``: that member's only), in order."""
+        if member is not None and online_steps is None:
+            return self.member_online_index(member)
+        if online_steps is None:
+            return torch.arange(self.num_offline, len(self))
+        return torch.cat([torch.arange(start, start + k) for start, _, k in self._prefix_blocks(online_steps, member)])
+
+    def prefix_open_rows(self, online_steps: int | None, member: int | None = None) -> torch.Tensor:
+        """Storage rows of the episodes that ``prefix(online_steps)`` cuts short (running at a
+        block's cut, ended here after it): a prefix alone leaves their returns PENDING."""
+        if online_steps is None:
+            return torch.empty(0, dtype=torch.long)
+        cut = []
+        for start, end, taken in self._prefix_blocks(online_steps, member):
+            if taken == 0 or taken == end - start:
+                continue
+            ended = self.rows_between(start, start + taken).get(("next", "done")).reshape(-1)
+            if bool(ended[-1]):
+                continue
+            ends = torch.nonzero(ended).reshape(-1)
+            first = start + (int(ends[-1]) + 1 if ends.numel() else 0)
+            cut.append(torch.arange(first, start + taken))
+        return torch.cat(cut) if cut else torch.empty(0, dtype=torch.long)
+
+    def _prefix_blocks(self, online_steps: int, member: int | None = None) -> list[tuple[int, int, int]]:
+        """(start, end, rows taken) of each online block for a prefix of ``online_steps``: the
+        steps shared over a stream's blocks (ranks collected as many), each member's own."""
         if self.info.member_seeds is not None:  # each member its first T steps, over its ranks' blocks
             if self.info.online_segments is None:
                 raise RuntimeError("split_members() before taking a prefix of the members' streams")
             groups = self._member_blocks()
+            groups = groups if member is None else [groups[member]]
         else:
             groups = [self.info.segments()]
-        blocks = [block for group in groups for block in group]
-        share = [online_steps // len(group) + (i < online_steps % len(group)) for group in groups for i in range(len(group))]
-        taken = [min(k, end - start) for (start, end), k in zip(blocks, share)]
-        index = torch.cat([torch.arange(self.num_offline)] + [torch.arange(start, start + k) for (start, _), k in zip(blocks, taken)])
-        segments = taken if self.info.online_segments is not None else None
-        info = BufferInfo(**{**asdict(self.info), "capacity": len(index), "num_online": sum(taken), "online_segments": segments})
-        return OfflineOnlineBuffer(_extend_from(self.rows(index), len(index)), info)
+        return [(start, end, min(online_steps // len(group) + (i < online_steps % len(group)), end - start))
+                for group in groups for i, (start, end) in enumerate(group)]
 
     # --- Monte-Carlo returns (Cal-QL's calibration) -------------------------------------
     def use_returns(self, spec: ReturnSpec | None) -> None:
@@ -232,6 +265,11 @@ class OfflineOnlineBuffer:
         if self.num_offline > 0:
             self._fill_returns(torch.arange(self.num_offline), online=False)
         self._fill_online_returns(restart=True)
+
+    @property
+    def returns_spec(self) -> ReturnSpec | None:
+        """The Monte-Carlo returns the buffer holds (``use_returns``), or None."""
+        return self._returns
 
     def _fill_online_returns(self, restart: bool = False) -> None:
         """Returns of each online stream's rows from its first episode not ended yet (every

@@ -159,9 +159,6 @@ class ReplayDataModule(LightningDataModule):
             self.buffer = self.load_saved_buffer() if self.buffer_path else self._build(request)
         self._check_dims(request)
         self._check_member_streams(request)
-        if request.member_online_steps is not None and len(self.buffer.info.segments()) > 1:
-            raise ConfigError("members on buffer prefixes need a buffer collected by one process; this one has "
-                              f"{len(self.buffer.info.segments())} ranks' blocks: run the curve one exploiter per T")
         self.buffer = self.buffer.prefix(request.online_steps_limit)
         self.buffer.reserve(request.online_capacity)
         self.buffer.use_returns(request.returns)

@@ -16,6 +16,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch.utils.data import IterableDataset
 
 from ooo_lightning.data.buffer import OfflineOnlineBuffer
+from ooo_lightning.data.returns import MC_RETURN_KEY, PENDING
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class BatchStream(IterableDataset):
         scanned = 0
         # Members on their own streams: each member's positives (in its view) and rows scanned.
         streams = [(positives, 0)] * len(self.member_generators or [])
+        open_rows = self._open_rows()
         for _ in range(self.num_batches - self.batches_done()):
             end = len(buffer)
             if end <= 0:
@@ -121,15 +123,42 @@ class BatchStream(IterableDataset):
                 scanned = end
             if self.member_generators is None:
                 idx = self._draw(end, positives)
-            elif buffer.info.member_seeds is not None:
+            elif buffer.info.member_seeds is None and self.member_online_steps is None:
+                idx = torch.stack([self._draw(end, positives, g) for g in self.member_generators], 1)
+            else:
                 draws = [self._draw_in_stream(k, g, streams[k]) for k, g in enumerate(self.member_generators)]
                 idx = torch.stack([d for d, _ in draws], 1)
                 streams = [state for _, state in draws]
-            else:
-                limits = self.member_online_steps or [None] * len(self.member_generators)
-                ends = [end if t is None else min(end, buffer.num_offline + t) for t in limits]
-                idx = torch.stack([self._draw(e, positives[positives < e], g) for e, g in zip(ends, self.member_generators)], 1)
-            yield buffer.rows(idx)
+            batch = buffer.rows(idx)
+            if open_rows is not None:
+                self._mark_cut_episodes(batch, idx, open_rows)
+            yield batch
+
+    def _member_online(self, member: int) -> torch.Tensor:
+        """Storage rows of the online transitions member ``member`` samples from, in order."""
+        limit = None if self.member_online_steps is None else self.member_online_steps[member]
+        members = None if self.buffer.info.member_seeds is None else member
+        return self.buffer.prefix_online_index(limit, members)
+
+    def _open_rows(self) -> list[torch.Tensor] | None:
+        """Per member on a buffer prefix, the rows of the episodes its prefix cuts (None when
+        no member's loss reads returns, or no member cuts one)."""
+        buffer = self.buffer
+        if self.member_online_steps is None or buffer.returns_spec is None:
+            return None
+        members = buffer.info.member_seeds is not None
+        rows = [buffer.prefix_open_rows(t, k if members else None) for k, t in enumerate(self.member_online_steps)]
+        return rows if any(r.numel() for r in rows) else None
+
+    @staticmethod
+    def _mark_cut_episodes(batch: TensorDictBase, idx: torch.Tensor, open_rows: list[torch.Tensor]) -> None:
+        # A member on a prefix sees the episode the prefix cuts as a prefix alone does: running,
+        # its returns PENDING (uncalibrated), though this buffer holds how it ended.
+        returns = batch.get(MC_RETURN_KEY)
+        for k, rows in enumerate(open_rows):
+            if rows.numel():
+                cut = torch.isin(idx[:, k], rows).unsqueeze(-1)
+                returns[:, k] = torch.where(cut, torch.full_like(returns[:, k], PENDING), returns[:, k])
 
     def _draw(self, end: int, positives: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         spec = self.spec
@@ -144,9 +173,7 @@ class BatchStream(IterableDataset):
         from a buffer of one stream, then mapped to storage rows. ``state``: the positives found
         in the view so far and the view rows scanned; returned updated."""
         buffer = self.buffer
-        online = buffer.member_online_index(member)
-        if self.member_online_steps is not None:
-            online = online[: self.member_online_steps[member]]
+        online = self._member_online(member)
         end = buffer.num_offline + online.numel()
         positives, scanned = state
         if self.spec.positive_samples > 0 and end > scanned:

@@ -88,3 +88,19 @@ def test_on_member_streams_each_member_draws_the_offline_rows_and_its_own_explor
     for batch in limited:
         obs = batch["observation"][..., 0].long()
         assert ((obs[:, 0] < 10) | (obs[:, 0] == 100)).all() and ((obs[:, 1] < 10) | (obs[:, 1] == 200) | (obs[:, 1] == 201)).all()
+
+
+def test_prefix_members_on_two_ranks_blocks_draw_each_blocks_first_steps():
+    """The curve together on a buffer two DDP ranks collected: member T draws the offline rows
+    and the first T / 2 rows of each rank's block, as buffer.prefix(T) holds them."""
+    from test_buffer import _two_rank_buffer
+
+    buffer = _two_rank_buffer()  # offline rows 0-9, rank 0's rows 10-15, rank 1's 16-21
+    generators = [torch.Generator().manual_seed(1) for _ in range(3)]
+    seen = [set() for _ in range(3)]
+    for batch in BatchStream(buffer, SamplingSpec(batch_size=64, updates_per_step=2), num_batches=5,
+                             member_generators=generators, member_online_steps=[0, 3, 12]):
+        for k in range(3):
+            seen[k] |= set(batch["observation"][:, k, :, 0].long().reshape(-1).tolist())
+    offline = set(range(10))
+    assert seen[0] == offline and seen[1] == offline | {10, 11, 16} and seen[2] == set(range(22))

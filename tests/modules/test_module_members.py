@@ -145,25 +145,37 @@ def test_phase_three_on_explorer_members_data_takes_the_same_seeds(tiny_dataset)
             fit(seeds)
 
 
-def test_prefix_members_train_as_each_prefix_alone(tiny_dataset):
+PREFIX_LOSSES = {"iql": LOSSES["iql"], "calql": partial(CalQLLoss, hidden_dims=(32, 32), num_sampled_actions=2)}
+
+
+@pytest.mark.parametrize("loss", sorted(PREFIX_LOSSES))
+def test_prefix_members_train_as_each_prefix_alone(tiny_dataset, loss):
     """The curve against online steps in one fit: member k samples only the offline rows and
-    the first T_k online ones, and ends where the same exploiter fitted on T_k alone ends."""
+    the first T_k online ones, and ends where the same exploiter fitted on the buffer's prefix
+    T_k alone ends. Cal-QL: the episode a prefix cuts is running in the prefix alone (returns
+    PENDING), though the whole buffer holds how it ended."""
     from ooo_lightning.data.buffer import OfflineOnlineBuffer
     from ooo_lightning.data.datamodule import ReplayDataModule as Data
 
     data = Data(dataset=str(tiny_dataset))
-    base = ExploiterModule(ENV, LOSSES["iql"], updates=16, updates_per_step=4, batch_size=32, eval_every=0, seed=7)
+    base = ExploiterModule(ENV, PREFIX_LOSSES[loss], updates=16, updates_per_step=4, batch_size=32, eval_every=0, seed=7)
     buffer = data.prepare(base.data_request())
-    # Pretend the last 200 offline rows were collected online: a buffer with an online part.
+    # Pretend the last 200 offline rows were collected online, as episodes ending at online
+    # rows 30, 80 and 140 (then one still running): a buffer with an online part.
     info = buffer.info
     rows = buffer.rows_between(0, len(buffer))
     online = OfflineOnlineBuffer.empty(type(info)(**{**info.__dict__, "num_offline": len(rows) - 200, "num_online": 0}))
     online.replay.extend(rows[: len(rows) - 200])
-    online.add_online(rows[len(rows) - 200 :])
+    collected = rows[len(rows) - 200 :].clone()
+    for key in ("done", "truncated", "terminated"):
+        collected.get(("next", key)).zero_()
+    for key in ("done", "truncated"):
+        collected.get(("next", key))[[30, 80, 140]] = True
+    online.add_online(collected)
 
-    def fit(module):
+    def fit(module, buffer=online):
         shared = Data()
-        shared.attach(online)
+        shared.attach(buffer)
         Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                 enable_model_summary=False).fit(module, datamodule=shared)
         return module
@@ -171,8 +183,12 @@ def test_prefix_members_train_as_each_prefix_alone(tiny_dataset):
     steps = [0, 50, 200]
     together = fit(base.prefix_members(steps))
     assert together.member_env_steps() == steps
+    if loss == "calql":  # T = 50 cuts the episode of online rows 31-80: finite here, PENDING in the prefix
+        cut = online.rows(online.num_offline + torch.arange(31, 50)).get(MC_RETURN_KEY)
+        assert torch.isfinite(cut).all()
+        assert online.prefix_open_rows(50).tolist() == (online.num_offline + torch.arange(31, 50)).tolist()
     for k, t in enumerate(steps):
-        alone = fit(base.prefix_members([t])).loss.member(0).state_dict()
+        alone = fit(base.prefix_members([t]), online.prefix(t)).loss.member(0).state_dict()
         member = together.loss.member(k).state_dict()
         for key, value in alone.items():
             torch.testing.assert_close(member[key], value, msg=f"T={t}: {key}")
