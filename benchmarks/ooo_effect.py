@@ -10,8 +10,11 @@ under --out, in a folder named after the last one.
 
 For each seed it runs the config's full OOO job (explorer with bonus -> exploiter from
 scratch), then the same explorer with ``bonus_scale: 0`` and no phase 3 (standard fine-tuning,
-the paper's baseline). Every run is a plain ``ooo-lightning fit`` in a subprocess; the run
-directories stay under --out. With --members, each variant is one run whose agents are the
+the paper's baseline). The runs go through ``ooo-lightning sweep``'s runner (a local Ray with
+--jobs > 1 when Ray is installed, else one after another; a finished run is kept, a killed one
+resumed); the run directories stay under --out, laid out as the sweep lays them out. For a
+table over several configs, ``ooo-lightning sweep --baseline`` is the general command; this
+script adds the phase-3 ablations and the goal-episode counts of the paper's question. With --members, each variant is one run whose agents are the
 seeds as members (``seeds: [...]`` for the explorer and the exploiter; README "Several seeds in
 one process"), and the table reads each seed from its members. Prints a table of success rate and return (mean, std over seeds,
 and per seed), the exploiter's gain over the explorer in percent (the paper's measure), and
@@ -22,17 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from ooo_lightning import sweep
+from ooo_lightning.sweep import SweepRun
 
 EXPLORER = "--model.init_args.explorer.init_args"
 EXPLOITER = "--model.init_args.exploiter.init_args"
-WALL_FILE = "wall_seconds.txt"  # each run's wall time, written when it ends
 LOSS = "--model.init_args.loss.init_args"
 #: Phase-3 ablations on the OOO buffers: what each way the exploiter differs from the
 #: fine-tuned agent (besides the decoupling itself) is worth. name -> (overrides, row label).
@@ -43,46 +44,21 @@ ABLATIONS = {
 }
 
 
-def launch(configs: list[str], run_dir: Path, seed: int, extra: list[str],
-           threads: int | None) -> subprocess.Popen | None:
-    if (run_dir / "results.json").is_file():
-        print(f"reusing {run_dir}/results.json", flush=True)
-        return None
-    # The interpreter running this script, so it also works where the package is only on
-    # PYTHONPATH (no console script installed).
-    cmd = [sys.executable, "-m", "ooo_lightning.cli", "fit", *(f"--config={c}" for c in configs),
-           f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false",
-           *extra]
-    print("$", " ".join(cmd), flush=True)
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir.parent / f"{run_dir.name}.log", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def run_all(jobs: list[tuple[list[str], Path, int, list[str]]], parallel: int, threads: int | None = None) -> None:
-    """Runs the jobs, ``parallel`` at a time (by default one torch thread each when
-    parallel > 1: on 2 cores two single-threaded runs do more updates in total than one
-    with 2 threads; ``threads`` sets it for machines with more cores)."""
-    pending, running = list(jobs), []
-    t0 = time.perf_counter()
+def run_all(runs: list[SweepRun], parallel: int, threads: int | None = None) -> None:
+    """Runs what is not done yet through ``ooo-lightning sweep``'s runner: on a local Ray,
+    ``parallel`` at a time (by default one torch thread each when parallel > 1: on 2 cores two
+    single-threaded runs do more updates in total than one with 2 threads; ``threads`` sets it
+    for machines with more cores), or one after another without Ray."""
     threads = threads or (1 if parallel > 1 else None)
-    while pending or running:
-        while pending and len(running) < parallel:
-            configs, run_dir, seed, extra = pending.pop(0)
-            proc = launch(configs, run_dir, seed, extra, threads)
-            if proc is not None:
-                running.append((proc, run_dir, time.perf_counter()))
-        for proc, run_dir, started in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, run_dir, started))
-                if proc.returncode:
-                    raise SystemExit(f"{run_dir} failed (exit {proc.returncode}); see {run_dir}.log")
-                (run_dir / WALL_FILE).write_text(f"{time.perf_counter() - started:.1f}\n")
-                print(f"  {run_dir} done at {time.perf_counter() - t0:.0f} s", flush=True)
-        time.sleep(1)
+    progress = sweep.execute(runs, use_ray=None if parallel > 1 else False, workers=parallel,
+                             cpus_per_run=threads or 1)
+    if progress.failed:
+        raise SystemExit(f"failed: {', '.join(progress.failed)} (their logs are beside their run directories)")
+
+
+def job(configs: list[str], run_dir: Path, seeds: list[int], overrides: list[str]) -> SweepRun:
+    return SweepRun(task=run_dir.parent.parent.name, variant=run_dir.parent.name, seeds=tuple(seeds),
+                    configs=tuple(configs), overrides=tuple(overrides), run_dir=run_dir)
 
 
 def read(run_dir: Path) -> dict:
@@ -125,16 +101,6 @@ def read_goal_episodes(run_dir: Path) -> int | None:
     return int(counts[-1]) if counts else 0
 
 
-def check_overlay(configs: list[str]) -> None:
-    """Stops with the command to use when an overlay comes without its base: its first line,
-    ``# ooo-lightning fit --config <base> --config <overlay>``, names the files it runs after."""
-    first_line = Path(configs[0]).read_text().partition("\n")[0]
-    needed = re.findall(r"--config (\S+)", first_line) if first_line.startswith("# ooo-lightning fit --config") else []
-    if len(needed) > 1:
-        raise SystemExit(f"{configs[0]} is an overlay: give its base first, as its first line runs it: "
-                         + " ".join(f"--config {c}" for c in needed))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, action="append",
@@ -155,27 +121,27 @@ def main() -> None:
                    help="which --exploiter-config ablations to run (default: no_layer_norm no_bonus_data)")
     p.add_argument("overrides", nargs="*", help="extra CLI overrides for every run, e.g. --model...=...")
     args = p.parse_args()
-    check_overlay(args.config)
+    sweep.check_job(args.config)
     out = Path(args.out) / Path(args.config[-1]).stem
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    no_bonus = [f"{EXPLORER}.bonus_scale=0", "--model.init_args.exploiter=null"]
+    no_bonus = list(sweep.NO_BONUS)
     # One run per seed, or one run of every seed as members: (run directory name, seed, overrides).
     listed = str(seeds).replace(" ", "")
-    runs = ([("members", seeds[0], [f"{EXPLORER}.seeds={listed}", f"{EXPLOITER}.seeds={listed}"])] if args.members
-            else [(f"seed_{s}", s, []) for s in seeds])
-    jobs = [(args.config, out / f"ooo/{name}", s, [*args.overrides, *extra]) for name, s, extra in runs]
-    if not args.no_baseline:  # no exploiter there: its seeds would name a null
-        jobs += [(args.config, out / f"no_bonus/{name}", s, [*args.overrides, *extra[:1], *no_bonus])
-                 for name, s, extra in runs]
+    # One run per seed, or one run of every seed as members: (run directory name, its seeds).
+    runs = [("members", seeds)] if args.members else [(f"seed_{s}", [s]) for s in seeds]
+    jobs = [job(args.config, out / f"ooo/{name}", group, args.overrides) for name, group in runs]
+    if not args.no_baseline:  # the sweep gives a members baseline no exploiter seeds (it has no exploiter)
+        jobs += [job(args.config, out / f"no_bonus/{name}", group, [*args.overrides, *no_bonus]) for name, group in runs]
     run_all(jobs, args.jobs, args.threads)
     if args.exploiter_config:
         phase3 = [f"--model.init_args.seeds={listed}"] if args.members else []
-        ablations = [([args.exploiter_config], out / f"exploiter_{name}/{run}", s,
-                      [f"--data.buffer={out / f'ooo/{run}/buffer'}", *ABLATIONS[name][0], *phase3])
-                     for name in args.ablations if name in ABLATIONS for run, s, _ in runs]
+        # A phase-3-only config: one seed for seed_everything, the members' seeds as its own.
+        ablations = [job([args.exploiter_config], out / f"exploiter_{name}/{run}", group[:1],
+                         [f"--data.buffer={out / f'ooo/{run}/buffer'}", *ABLATIONS[name][0], *phase3])
+                     for name in args.ablations if name in ABLATIONS for run, group in runs]
         if not args.no_baseline and "no_bonus_data" in args.ablations:  # the decoupling without the bonus's data
-            ablations += [([args.exploiter_config], out / f"exploiter_no_bonus_data/{run}", s,
-                           [f"--data.buffer={out / f'no_bonus/{run}/buffer'}", *phase3]) for run, s, _ in runs]
+            ablations += [job([args.exploiter_config], out / f"exploiter_no_bonus_data/{run}", group[:1],
+                              [f"--data.buffer={out / f'no_bonus/{run}/buffer'}", *phase3]) for run, group in runs]
         run_all(ablations, args.jobs, args.threads)
 
     def per_seed(variant: str) -> list[dict]:
@@ -220,12 +186,12 @@ def main() -> None:
     lines += ["", f"exploiter >= explorer on {sum(wins)} of {len(wins)} seeds; {gain(ooo)}"]
     variants = {"ooo": "the OOO explorer", **({"no_bonus": "the no-bonus agent"} if baseline else {})}
     for variant, who in variants.items():  # this run's variants: with --no-baseline a no_bonus folder is another run's
-        goals = [read_goal_episodes(out / variant / run) for run, _, _ in runs]
+        goals = [read_goal_episodes(out / variant / run) for run, _ in runs]
         if all(g is not None for g in goals):
             each = "the members' mean" if args.members else "per seed"  # the members' metrics are their means
             lines.append(f"online episodes that reached the goal, {who}, {each}: " + " / ".join(map(str, goals)))
-    walls = {variant: [float((out / variant / run / WALL_FILE).read_text()) / 60 for run, _, _ in runs
-                       if (out / variant / run / WALL_FILE).is_file()] for variant in variants}
+    walls = {variant: [float(text) / 60 for run, _ in runs if (text := (out / variant / f"{run}.done").read_text().strip())]
+             for variant in variants}
     if any(walls.values()):
         lines.append(("wall time of the members run (min): " if args.members else "wall time per run (min): ") + ", ".join(
             f"{v} " + " / ".join(f"{w:.1f}" for w in ws) for v, ws in walls.items() if ws))

@@ -159,6 +159,11 @@ def _quiet_lightning_tips() -> None:
 
 
 def main(args: Any = None) -> None:
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and argv[:1] == ["sweep"]:  # configs x seeds x variants (ooo_lightning.sweep)
+        from ooo_lightning import sweep
+
+        sys.exit(sweep.main(argv[1:]))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_lightning_tips()
     warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined")

@@ -227,6 +227,83 @@ def to_markdown(rows: Sequence[dict[str, Any]], digits: int = 2) -> str:
     return "\n".join(lines)
 
 
+#: The columns of :func:`results_table`, in order: per (task, method), each metric's mean and
+#: sample std over seeds (None where no seed has it), the seeds and the success rate per seed.
+TABLE_METRICS = ("success_rate", "normalized_score", "return_mean")
+
+
+def gain_percent(exploiter: float, explorer: float) -> float | None:
+    """The exploiter's gain over the explorer in percent of the explorer's value, as the paper
+    reports it (+26% IQL, +14% Cal-QL); None when the explorer's value is 0 (undefined)."""
+    return None if explorer == 0 else 100.0 * (exploiter - explorer) / abs(explorer)
+
+
+def results_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, method): n, seeds, ``<metric>_mean`` and ``<metric>_std`` for each of
+    :data:`TABLE_METRICS` (None when no seed has it, e.g. a task without D4RL reference
+    returns), ``success_per_seed``, and on the OOO exploiter's row ``gain_percent``: its gain
+    over the explorer (with bonus) in the task's default metric (normalized score where every
+    run has one, else success rate), None when undefined or either is missing."""
+    rows = []
+    for task in _tasks(records):
+        in_task = [r for r in records if r["task"] == task]
+        means = {}
+        for method in _method_order(r["method"] for r in in_task):
+            group = sorted((r for r in in_task if r["method"] == method), key=lambda r: _seed_key(r["seed"]))
+            row: dict[str, Any] = {"task": task, "method": method, "n": len(group), "seeds": [r["seed"] for r in group]}
+            for metric in TABLE_METRICS:
+                values = [r[metric] for r in group if r.get(metric) is not None]
+                row[f"{metric}_mean"] = statistics.mean(values) if values else None
+                row[f"{metric}_std"] = _spread(values) if values else None
+            row["success_per_seed"] = [r["success_rate"] for r in group]
+            row["gain_percent"] = None
+            means[method] = row
+            rows.append(row)
+        metric = default_metric(in_task)
+        exploiter, explorer = means.get(OOO_EXPLOITER), means.get(EXPLORER_WITH_BONUS)
+        if exploiter and explorer and exploiter[f"{metric}_mean"] is not None and explorer[f"{metric}_mean"] is not None:
+            exploiter["gain_percent"] = gain_percent(exploiter[f"{metric}_mean"], explorer[f"{metric}_mean"])
+    return rows
+
+
+def _mean_std(row: dict[str, Any], metric: str, digits: int) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def results_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`results_table` as Markdown: success rate, normalized score and return, mean ±
+    sample std over the seeds, the exploiter's gain over the explorer, success per seed."""
+    lines = ["| task | method | seeds | success rate | normalized score | return | gain over explorer | success per seed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        gain = "" if row["gain_percent"] is None else f"{row['gain_percent']:+.0f}%"
+        if row["method"] == OOO_EXPLOITER and row["gain_percent"] is None:
+            gain = "n/a"  # the explorer scored 0 (or one of them is missing): a percentage is undefined
+        per_seed = " / ".join(f"{v:.2f}" for v in row["success_per_seed"])
+        lines.append(f"| {row['task']} | {row['method']} | {row['n']} | {_mean_std(row, 'success_rate', 2)} | "
+                     f"{_mean_std(row, 'normalized_score', 1)} | {_mean_std(row, 'return_mean', 2)} | {gain} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def write_results_table_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """:func:`results_table` as CSV, one column per field (seeds and per-seed values joined
+    with spaces), for a spreadsheet or pandas."""
+    import csv
+
+    fields = ["task", "method", "n", "seeds", *(f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "std")),
+              "gain_percent", "success_per_seed"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{k: row[k] for k in fields}, "seeds": " ".join(map(str, row["seeds"])),
+                             "success_per_seed": " ".join(f"{v:g}" for v in row["success_per_seed"])})
+    return path
+
+
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
     """The figure, also written to ``path`` if given; left open for a notebook to show."""
     if path is None:

@@ -20,9 +20,12 @@ from ooo_lightning.results import (
     plot_exploiter_vs_explorer,
     plot_success_against_T,
     plot_task_bars,
+    results_table,
+    results_table_markdown,
     summarise,
     t_sweep,
     to_markdown,
+    write_results_table_csv,
 )
 
 POINT_MASS, HOPPER = "ooo_effect/point_mass", "d4rl/hopper"
@@ -159,6 +162,30 @@ def test_to_markdown(records):
     lines = table.splitlines()
     assert lines[0].startswith("| task | method |") and len(lines) == 2 + 7
     assert "| d4rl/hopper | OOO exploiter | normalized_score | 80.00 ± 10.00 | 3 | 70.00 / 90.00 / 80.00 |" in lines
+
+
+def test_results_table_gives_every_metric_and_the_exploiters_gain(records, tmp_path):
+    rows = {(r["task"], r["method"]): r for r in results_table(records)}
+    assert len(rows) == 7
+    hopper = rows[(HOPPER, OOO_EXPLOITER)]
+    assert (hopper["n"], hopper["seeds"], hopper["success_per_seed"]) == (3, [0, 1, 2], [0.7, 0.9, 0.8])
+    assert hopper["normalized_score_mean"] == pytest.approx(80.0) and hopper["normalized_score_std"] == pytest.approx(10.0)
+    assert hopper["success_rate_mean"] == pytest.approx(0.8) and hopper["return_mean_mean"] == pytest.approx(8.0)
+    # The gain in the task's default metric: normalized score 80 against 60; success 0.8 against 0.2.
+    assert hopper["gain_percent"] == pytest.approx(100 * 20 / 60)
+    assert rows[(POINT_MASS, OOO_EXPLOITER)]["gain_percent"] == pytest.approx(300.0)
+    assert rows[(POINT_MASS, OOO_EXPLOITER)]["normalized_score_mean"] is None  # no reference returns
+    assert rows[(POINT_MASS, EXPLORER_WITH_BONUS)]["gain_percent"] is None  # only on the exploiter's row
+    lines = results_table_markdown(list(rows.values())).splitlines()
+    assert len(lines) == 2 + 7
+    assert "| d4rl/hopper | OOO exploiter | 3 | 0.80 ± 0.10 | 80.0 ± 10.0 | 8.00 ± 1.00 | +33% | 0.70 / 0.90 / 0.80 |" in lines
+    text = write_results_table_csv(list(rows.values()), tmp_path / "t.csv").read_text().splitlines()
+    assert text[0].startswith("task,method,n,seeds,success_rate_mean") and len(text) == 1 + 7
+    # An explorer that scores 0: the percentage is undefined, said as such.
+    zero = [dict(r, success_rate=0.0) if r["method"] == EXPLORER_WITH_BONUS else r
+            for r in records if r["task"] == POINT_MASS]
+    exploiter = next(r for r in results_table(zero) if r["method"] == OOO_EXPLOITER)
+    assert exploiter["gain_percent"] is None and "| n/a |" in results_table_markdown([exploiter])
 
 
 def test_plot_task_bars(records, tmp_path):
