@@ -23,9 +23,21 @@ class EvalResult:
     env_steps: int = 0
     #: Environment steps spent by this evaluation itself.
     eval_steps: int = 0
+    #: Mean of ``info["episode_score"]`` at the episodes' last steps, for a task whose score is
+    #: not its return (kitchen: D4RL's count of subtasks completed; binary adroit: whether the
+    #: episode succeeded); None where none is given.
+    score_mean: float | None = None
+
+    @property
+    def scored_return(self) -> float:
+        """What a normalized score is computed from: ``score_mean`` where given, else the return."""
+        return self.return_mean if self.score_mean is None else self.score_mean
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        entry = asdict(self)
+        if self.score_mean is None:
+            del entry["score_mean"]
+        return entry
 
 
 def mean_result(results: list[EvalResult]) -> EvalResult:
@@ -41,6 +53,7 @@ def mean_result(results: list[EvalResult]) -> EvalResult:
         episodes=results[0].episodes,
         env_steps=results[0].env_steps,
         eval_steps=sum(r.eval_steps for r in results),
+        score_mean=None if any(r.score_mean is None for r in results) else sum(r.score_mean for r in results) / len(results),
     )
 
 
@@ -67,12 +80,14 @@ def evaluate_policy(
     """Runs ``episodes`` episodes with ``policy.act(obs, deterministic=True)``.
 
     Success is the environment's ``info["success"]`` (or ``info["is_success"]``) at any step.
+    An environment that reports ``info["episode_score"]`` has it averaged from each episode's
+    last step into ``score_mean``.
     """
     env = make_env(env_id, env_kwargs)
     device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()
-    returns, successes, steps = [], [], 0
+    returns, successes, scores, steps = [], [], [], 0
     try:
         for episode in range(episodes):
             obs, info = env.reset(seed=seed + episode)
@@ -88,6 +103,8 @@ def evaluate_policy(
                 steps += 1
             returns.append(total)
             successes.append(success)
+            if "episode_score" in info:
+                scores.append(float(info["episode_score"]))
     finally:
         env.close()
         policy.train(was_training)
@@ -98,4 +115,5 @@ def evaluate_policy(
         episodes=episodes,
         env_steps=env_steps,
         eval_steps=steps,
+        score_mean=float(np.mean(scores)) if len(scores) == episodes else None,
     )

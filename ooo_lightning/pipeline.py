@@ -8,7 +8,8 @@ Run directory layout::
     <run_dir>/exploiter/             metrics.csv, TensorBoard events, checkpoints/
     <run_dir>/exploiter_T<T>/        the same for an exploiter on the buffer prefix up to online step T
     <run_dir>/results.json           one entry per evaluated policy
-    <run_dir>/plots/*.png            learning curves, visited states, exploiter against online steps
+    <run_dir>/plots/*.png            learning curves, visited states, exploiter against online steps,
+                                     the region data.remove_region cut out of the dataset
 """
 
 from __future__ import annotations
@@ -271,6 +272,7 @@ class PhaseRunner:
         ckpt = self._resume_from(phase)
         if ckpt is not None:
             log.info("%s: resuming from %s", phase, ckpt)
+        data.pictures_dir = self.run_dir / "plots"  # e.g. data.remove_region's removed_region.png
         # PhaseCheckpoint also writes last.ckpt when training ends: a crash during the final
         # evaluation or while saving the buffer resumes after the last step, not before it.
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
@@ -281,12 +283,15 @@ class PhaseRunner:
     @staticmethod
     def _entry(result: EvalResult, data: ReplayDataModule) -> dict[str, Any]:
         """A policy's results.json entry: its evaluation, with the normalized score when the
-        data has reference returns."""
+        data has reference returns, and the region cut out of the offline data if one was."""
         entry = result.to_dict()
         reference = data.buffer.info.reference_returns if data.buffer is not None else None
         if reference:
-            entry["normalized_score"] = normalized_score(result.return_mean, tuple(reference))
+            entry["normalized_score"] = normalized_score(result.scored_return, tuple(reference))
             entry["score_reference"] = list(reference)
+        removed = data.buffer.info.removed_region if data.buffer is not None else None
+        if removed:
+            entry["removed_region"] = dict(removed)
         return entry
 
     def fit(self, phase: str, module: RLModule, data: ReplayDataModule) -> None:

@@ -141,9 +141,10 @@ _ABSENT = object()
 
 
 def test_the_point_mass_wall_pipeline_variants_are_overlays_on_the_default_job():
-    assert [p.name for p in OVERLAYS] == ["exploiter_curve_iql.yaml", "ooo_calql.yaml", "ooo_iql_counts.yaml",
+    overlays = [p for p in OVERLAYS if p.parent.name == "point_mass_wall"]  # (the paper's tasks have their own)
+    assert [p.name for p in overlays] == ["exploiter_curve_iql.yaml", "ooo_calql.yaml", "ooo_iql_counts.yaml",
                                           "ooo_sac_online.yaml", "seeds_5.yaml"]
-    assert {tuple(config_files(p)[:-1]) for p in OVERLAYS} == {(REPO / "configs/point_mass_wall/ooo_iql.yaml",)}
+    assert {tuple(config_files(p)[:-1]) for p in overlays} == {(REPO / "configs/point_mass_wall/ooo_iql.yaml",)}
 
 
 def _settings(config: dict, path: tuple = ()) -> list[tuple[tuple, object]]:

@@ -39,3 +39,27 @@ def test_a_policy_into_the_wall_fails_every_episode():
 def test_unknown_environment_is_named():
     with pytest.raises(ValueError, match="NoSuchEnv"):
         evaluate_policy(_Waypoints([GOAL]), "NoSuchEnv-v0", episodes=1)
+
+
+class _Still(nn.Module):
+    def __init__(self, action_dim):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.action_dim = action_dim
+
+    def act(self, obs, deterministic=True):
+        return torch.zeros(1, self.action_dim)
+
+
+def test_an_environments_episode_score_is_averaged_and_replaces_the_return_in_the_normalized_score():
+    from ooo_lightning.evaluation import EvalResult, mean_result
+
+    # The binary adroit tasks report 1 once an episode succeeded; standing still, none does.
+    result = evaluate_policy(_Still(28), "ooo/AdroitDoorBinary-v1", episodes=2, env_kwargs={"max_episode_steps": 5})
+    assert result.score_mean == 0.0 and result.to_dict()["score_mean"] == 0.0
+    plain = EvalResult(return_mean=3.0, return_std=0.0, success_rate=0.0, episodes=1)
+    assert plain.scored_return == 3.0 and "score_mean" not in plain.to_dict()  # results.json as before
+    scored = EvalResult(return_mean=120.0, return_std=0.0, success_rate=0.0, episodes=1, score_mean=2.0)
+    assert scored.scored_return == 2.0
+    assert mean_result([scored, EvalResult(1.0, 0.0, 0.0, 1, score_mean=4.0)]).score_mean == 3.0
+    assert mean_result([scored, plain]).score_mean is None

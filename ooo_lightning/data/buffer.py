@@ -55,6 +55,9 @@ class BufferInfo:
     #: DDP one block per member and rank, member by member (member k's blocks: ``k N .. k N + N - 1``
     #: for N ranks). None: one stream.
     member_seeds: list[int] | None = None
+    #: ``data.remove_region`` (data/regions.py): the region cut out of the offline data, with
+    #: ``removed_transitions`` and ``transitions_before``. None: the data as read.
+    removed_region: dict | None = None
 
     def segments(self) -> list[tuple[int, int]]:
         """[start, end) storage rows of each block of consecutive online transitions."""

@@ -20,11 +20,14 @@ from lightning.pytorch import LightningDataModule
 from tensordict import TensorDictBase
 from torch.utils.data import DataLoader
 
+from ooo_lightning import distributed
 from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning.data.buffer import BufferInfo, OfflineOnlineBuffer, select_transitions
+from ooo_lightning.data.regions import Region, RegionCut, plot_region_cut, remove_region
 from ooo_lightning.data.returns import ReturnSpec
 from ooo_lightning.data.sampling import BatchStream, SamplingSpec
 from ooo_lightning.data.schema import to_tensordict
+from ooo_lightning.data.task_layout import TaskLayout
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class DataRequest:
         member_seeds: the members' seeds. A phase that collects (the explorer) with members
             keeps each member's online data as its own stream; a phase that trains on such a
             buffer must have the same seeds, member k training on member k's stream.
+        dataset_layout: how the task reads its datasets (``ooo_lightning.data.task_layout``:
+            observation layout, reward rule); None: as they are.
     """
 
     env_id: str
@@ -78,6 +83,7 @@ class DataRequest:
     member_generators: list[torch.Generator] | None = None
     member_online_steps: list[int] | None = None
     member_seeds: list[int] | None = None
+    dataset_layout: TaskLayout | None = None
 
 
 class ReplayDataModule(LightningDataModule):
@@ -89,7 +95,11 @@ class ReplayDataModule(LightningDataModule):
             bare id); see :mod:`ooo_lightning.data.sources`.
         buffer: a saved buffer folder (``<run>/buffer``), e.g. to re-run phase 3 alone.
         observation_key: for Minari datasets with dict observations, the entry to use
-            (default ``observation``).
+            (default: the task's own flattening where it has one, else ``observation``).
+        relabel_rewards: for the tasks that define their reward on the data (antmaze:
+            the fixed goal; kitchen: subtasks done in the next state; binary adroit: the
+            success flag), recompute every transition's reward and terminal with that rule;
+            false keeps the dataset's. See :mod:`ooo_lightning.data.task_layout`.
         score_reference: how results.json's ``normalized_score`` is computed: ``auto`` (the
             dataset's Minari metadata, else D4RL's reference returns found from its name),
             a D4RL name (``antmaze-large-diverse-v2``), ``[random_return, expert_return]``,
@@ -100,6 +110,10 @@ class ReplayDataModule(LightningDataModule):
             (episodes apply to point-mass-wall; the noise is the controller's action noise).
         generated_steps, generated_missing_goal_radius: PointMaze only: transitions to
             collect, and the radius around the goal from which every transition is removed.
+        remove_region: ``{center: [x, y], radius: r, dims: [0, 1]}``: remove from the loaded
+            dataset (any format) every transition whose observation or next observation lies
+            within ``r`` of ``center`` in observation entries ``dims`` (default: the first
+            ``len(center)``); the paper's goal-missing data. See :mod:`ooo_lightning.data.regions`.
     """
 
     def __init__(
@@ -114,6 +128,8 @@ class ReplayDataModule(LightningDataModule):
         generated_noise: float = 0.5,
         generated_steps: int = 100_000,
         generated_missing_goal_radius: float | None = None,
+        remove_region: dict[str, Any] | None = None,
+        relabel_rewards: bool = True,
     ) -> None:
         super().__init__()
         check_ranges(
@@ -124,6 +140,7 @@ class ReplayDataModule(LightningDataModule):
             raise ConfigError("set either data.dataset (a dataset file or Minari id) or data.buffer (a saved buffer), not both")
         self.dataset = dataset
         self.observation_key = observation_key
+        self.relabel_rewards = relabel_rewards  # data/task_layout.py
         self.score_reference = score_reference
         self.generated_steps = generated_steps
         self.generated_missing_goal_radius = generated_missing_goal_radius
@@ -135,6 +152,13 @@ class ReplayDataModule(LightningDataModule):
         #: The buffer the current phase trains on (shared by the phases of a run).
         self.buffer: OfflineOnlineBuffer | None = None
         self.request: DataRequest | None = None
+        # --- data.remove_region (data/regions.py) ---
+        self.remove_region = self._region(remove_region)
+        #: What the region removed, once the dataset is loaded (``regions.plot_region_cut`` draws it).
+        self.region_cut: RegionCut | None = None
+        #: Where the data module draws its pictures (the pipeline sets ``<run_dir>/plots``); None: none.
+        self.pictures_dir: Path | None = None
+        # --- end data.remove_region ---
 
     # --- construction -----------------------------------------------------------------
     def attach(self, buffer: OfflineOnlineBuffer) -> None:
@@ -180,11 +204,16 @@ class ReplayDataModule(LightningDataModule):
         from ooo_lightning.data.sources import load_offline_dataset, resolve_source
 
         source = resolve_source(self.dataset)
+        if self.remove_region is not None:  # said before a dataset is generated or read
+            self.remove_region.check_width(request.observation_dim, f"environment {request.env_id!r}")
         if source.kind != "minari" and self.generate_missing_dataset:
             self._generate_or_check(Path(source.location), request.generated_dataset)
         data, meta = load_offline_dataset(
-            self.dataset, obs_dim=request.observation_dim, act_dim=request.action_dim, observation_key=self.observation_key
+            self.dataset, obs_dim=request.observation_dim, act_dim=request.action_dim, observation_key=self.observation_key,
+            layout=request.dataset_layout, relabel_rewards=self.relabel_rewards,
         )
+        if self.remove_region is not None:
+            data = self._cut_region(data, info)
         td = to_tensordict(data)
         info.num_offline = td.shape[0]
         info.capacity = info.num_offline + max(0, request.online_capacity)
@@ -194,6 +223,30 @@ class ReplayDataModule(LightningDataModule):
         buffer.replay.extend(select_transitions(td))
         log.info("loaded %d offline transitions from %s", info.num_offline, self.dataset)
         return buffer
+
+    # --- data.remove_region (data/regions.py) ---
+    def _region(self, spec: dict[str, Any] | None) -> Region | None:
+        if spec is None:
+            return None
+        region = Region.parse(spec)
+        if self.buffer_path:
+            raise ConfigError("data.remove_region cuts data.dataset as it is loaded, not a saved buffer (data.buffer): "
+                              "set it on the run that loads the dataset")
+        if not self.dataset:
+            raise ConfigError("data.remove_region needs an offline dataset to cut: set data.dataset, or drop the option")
+        return region
+
+    def _cut_region(self, data: dict, info: BufferInfo) -> dict:
+        """The dataset without the region, recorded in the buffer's info, logged and drawn."""
+        data, cut = remove_region(data, self.remove_region, source=self.dataset)
+        self.region_cut = cut
+        info.removed_region = cut.record()
+        log.info(cut.summary())
+        if self.pictures_dir is not None and distributed.is_rank_zero():
+            path = plot_region_cut(cut, Path(self.pictures_dir) / "removed_region.png")
+            log.info("data.remove_region: coverage before and after in %s", path)
+        return data
+    # --- end data.remove_region ---
 
     def _reference(self, name: str | None, meta: dict) -> list[float] | None:
         from ooo_lightning.scores import resolve_reference

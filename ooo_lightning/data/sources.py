@@ -12,6 +12,11 @@ Every reader returns the same validated dict (float32 arrays, bool flags, derive
 ``next_observations`` where a file lacks them) through
 :func:`ooo_lightning.data.schema.validate_transitions`, so the checks and error messages are
 the same whatever the format.
+
+A task with a ``TaskLayout`` (:mod:`ooo_lightning.data.task_layout`: the paper's antmaze,
+kitchen and binary adroit tasks) has its datasets read into its environment's layout: Minari's
+dict observations flattened as the environment flattens them, and, with ``relabel_rewards``,
+rewards and terminals recomputed with the task's own rule, whatever the format.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 
 from ooo_lightning.data.d4rl import load_d4rl_hdf5
 from ooo_lightning.data.schema import OPTIONAL_KEYS, REQUIRED_KEYS, DatasetError, validate_transitions
+from ooo_lightning.data.task_layout import TaskLayout, relabel
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 NPZ_SUFFIXES = (".npz",)
@@ -64,22 +70,36 @@ def load_offline_dataset(
     obs_dim: int | None = None,
     act_dim: int | None = None,
     observation_key: str | None = None,
+    layout: TaskLayout | None = None,
+    relabel_rewards: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Loads ``spec`` (see the module doc) and returns ``(arrays, metadata)``.
 
     ``metadata`` holds ``name`` and, for Minari datasets that declare them,
     ``ref_min_score`` / ``ref_max_score``. ``observation_key`` picks the entry of a
-    dict-observation Minari dataset (default ``observation``).
+    dict-observation Minari dataset (default: the ``layout``'s flattening, else ``observation``).
+    ``layout``: the task's reading of its data; ``relabel_rewards``: recompute rewards and
+    terminals with its rule (False keeps the file's).
     """
     source = resolve_source(spec)
     meta: dict[str, Any] = {"name": source.name, "kind": source.kind}
-    if source.kind == "hdf5":
-        return load_d4rl_hdf5(source.location, obs_dim, act_dim), meta
-    if source.kind == "npz":
-        return load_npz(source.location, obs_dim, act_dim), meta
-    arrays, minari_meta = load_minari(source.location, obs_dim, act_dim, observation_key)
-    meta.update(minari_meta)
+    if source.kind == "minari":
+        arrays, minari_meta = load_minari(source.location, obs_dim, act_dim, observation_key, layout, relabel_rewards)
+        meta.update(minari_meta)
+        return arrays, meta
+    read = load_d4rl_hdf5 if source.kind == "hdf5" else load_npz
+    arrays = read(source.location, obs_dim, act_dim)
+    if layout is not None and relabel_rewards:  # flat files: the observations are the task's already
+        arrays = _relabel(source.location, arrays, layout, {})
     return arrays, meta
+
+
+def _relabel(source: Any, data: dict[str, np.ndarray], layout: TaskLayout,
+             infos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    try:
+        return relabel(data, layout, infos)
+    except ValueError as err:
+        raise DatasetError(f"Invalid offline dataset {source} for {layout.name}: {err}.") from err
 
 
 def load_npz(path: str | os.PathLike[str], obs_dim: int | None = None, act_dim: int | None = None) -> dict[str, np.ndarray]:
@@ -114,13 +134,18 @@ def load_minari(
     obs_dim: int | None = None,
     act_dim: int | None = None,
     observation_key: str | None = None,
+    layout: TaskLayout | None = None,
+    relabel_rewards: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A local Minari dataset as flat D4RL-keyed arrays.
 
     Each episode of T steps holds T + 1 observations; transition t goes from observation t
     to t + 1. Terminations become ``terminals``, truncations ``timeouts``; an episode that
     ends with neither (a dataset cut mid-episode) is marked as a timeout, so no return or
-    bootstrap runs across the boundary.
+    bootstrap runs across the boundary. With a ``layout`` the observations are the task's
+    (unless ``observation_key`` picks an entry) and, with ``relabel_rewards``, so are the
+    rewards and terminals, computed before the float32 cast; its ``info_keys`` are read from
+    the episodes' infos (entry t + 1 belongs to transition t: entry 0 is the reset's).
     """
     source = f"minari dataset '{dataset_id}'"
     try:
@@ -141,8 +166,12 @@ def load_minari(
         raise DatasetError(f"Invalid offline dataset {source}: minari could not open it ({exc}).") from exc
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (*REQUIRED_KEYS, "next_observations")}
+    info_parts: dict[str, list[np.ndarray]] = {k: [] for k in (layout.info_keys if layout is not None else ())}
     for episode in dataset.iterate_episodes():
-        obs = _episode_observations(source, episode, observation_key)
+        if layout is not None and observation_key is None:
+            obs = _layout_observations(source, episode, layout)
+        else:
+            obs = _episode_observations(source, episode, observation_key)
         steps = len(episode.rewards)
         if len(obs) != steps + 1:
             raise DatasetError(
@@ -162,9 +191,13 @@ def load_minari(
         parts["rewards"].append(np.asarray(episode.rewards).reshape(-1))
         parts["terminals"].append(terminals)
         parts["timeouts"].append(timeouts)
+        _collect_infos(source, episode, steps, info_parts)
     if not parts["observations"]:
         raise DatasetError(f"Invalid offline dataset {source}: it holds no episode.")
     raw = {k: np.concatenate(v) for k, v in parts.items()}
+    if layout is not None and relabel_rewards:
+        infos = {k: np.concatenate(v) for k, v in info_parts.items() if v is not None}
+        raw = _relabel(source, raw, layout, infos)
     meta: dict[str, Any] = {}
     for key in ("ref_min_score", "ref_max_score"):
         value = dataset.storage.metadata.get(key)
@@ -192,3 +225,32 @@ def _episode_observations(source: str, episode: Any, observation_key: str | None
     if obs.ndim == 1:
         obs = obs[:, None]
     return obs
+
+
+# --- task layouts (data/task_layout.py) ---
+def _layout_observations(source: str, episode: Any, layout: TaskLayout) -> np.ndarray:
+    try:
+        obs = np.asarray(layout.observations(episode.observations))
+    except (KeyError, ValueError) as err:
+        raise DatasetError(f"Invalid offline dataset {source} [key 'observations'] for {layout.name}: {err}.") from err
+    return obs[:, None] if obs.ndim == 1 else obs
+
+
+def _collect_infos(source: str, episode: Any, steps: int, parts: dict[str, list[np.ndarray] | None]) -> None:
+    """Each of ``parts``' info keys for the episode's transitions; a key some episode lacks is
+    dropped (set to None) for all, and the layout's rule then does without it."""
+    infos = episode.infos if isinstance(episode.infos, dict) else {}
+    for key, collected in parts.items():
+        if collected is None:
+            continue
+        if key not in infos:
+            parts[key] = None
+            continue
+        values = np.asarray(infos[key])
+        if len(values) != steps + 1:
+            raise DatasetError(
+                f"Invalid offline dataset {source} [key 'infos/{key}']: episode {episode.id} has {len(values)} entries "
+                f"for {steps} steps; Minari records the reset's info and then one per step (steps + 1)."
+            )
+        collected.append(values[1:])
+# --- end task layouts ---

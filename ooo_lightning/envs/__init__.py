@@ -21,6 +21,12 @@ HALF_CHEETAH_SPARSE_ID = "ooo/HalfCheetahSparse-v0"
 ANT_SPARSE_ID = "ooo/AntSparse-v0"
 POINT_MAZE_MEDIUM_ID = "ooo/PointMazeMedium-v0"
 POINT_MAZE_LARGE_ID = "ooo/PointMazeLarge-v0"
+# The paper's benchmark tasks (antmaze.py, kitchen.py, adroit.py): D4RL's tasks on
+# gymnasium-robotics, read from Minari's D4RL datasets or D4RL's HDF5 files.
+ANTMAZE_IDS: dict[str, str] = {size: f"ooo/AntMaze{name}-v0" for size, name in
+                               (("umaze", "UMaze"), ("medium", "Medium"), ("large", "Large"))}
+KITCHEN_IDS: dict[str, str] = {name: f"ooo/Kitchen{name.capitalize()}-v0" for name in ("complete", "partial", "mixed")}
+ADROIT_BINARY_IDS: dict[str, str] = {task: f"ooo/Adroit{task.capitalize()}Binary-v1" for task in ("pen", "door", "relocate")}
 
 # id -> (entry point, max_episode_steps, kwargs for the entry point).  The step limits are
 # literals so that this import stays light: they must equal sparse_mujoco's
@@ -35,6 +41,12 @@ _REGISTRATIONS: dict[str, tuple[str, int, dict[str, object]]] = {
     ANT_SPARSE_ID: ("ooo_lightning.envs.sparse_mujoco:make_sparse_ant", 1000, {}),
     POINT_MAZE_MEDIUM_ID: ("ooo_lightning.envs.pointmaze:make_point_maze", 600, {"size": "medium"}),
     POINT_MAZE_LARGE_ID: ("ooo_lightning.envs.pointmaze:make_point_maze", 800, {"size": "large"}),
+    # Limits as D4RL's (antmaze.MAZES, kitchen.MAX_EPISODE_STEPS, adroit.TASKS; tests check them).
+    **{env_id: ("ooo_lightning.envs.antmaze:make_ant_maze", 700 if size == "umaze" else 1000, {"size": size})
+       for size, env_id in ANTMAZE_IDS.items()},
+    **{env_id: ("ooo_lightning.envs.kitchen:make_kitchen", 280, {"dataset": name}) for name, env_id in KITCHEN_IDS.items()},
+    **{env_id: ("ooo_lightning.envs.adroit:make_binary_adroit", 100 if task == "pen" else 200, {"task": task})
+       for task, env_id in ADROIT_BINARY_IDS.items()},
 }
 
 # Guard: re-registering an id makes gymnasium warn, and this module may be imported
@@ -70,13 +82,16 @@ class TaskTools:
     * ``plot_visits(offline, online, path, *, env_kwargs)``: a run's visited states, from the
       observations of the offline data and of the explorer's online steps;
     * ``data_record(env_kwargs)``: the env_kwargs a generated dataset depends on (default:
-      all of them), recorded next to the file so that a stale file is noticed.
+      all of them), recorded next to the file so that a stale file is noticed;
+    * ``dataset_layout(*, env_kwargs)``: how a dataset of the task is read into the
+      environment's observations and rewards (``ooo_lightning.data.task_layout.TaskLayout``).
     """
 
     generate_dataset: str | None = None
     plot_dataset: str | None = None
     plot_visits: str | None = None
     data_record: str | None = None
+    dataset_layout: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def call(self, tool: str, *args: Any, **kwargs: Any) -> Any:
@@ -104,6 +119,12 @@ _TOOLS: dict[str, TaskTools] = {
     ),
     POINT_MAZE_MEDIUM_ID: _maze_tools("medium"),
     POINT_MAZE_LARGE_ID: _maze_tools("large"),
+    **{env_id: TaskTools(dataset_layout="ooo_lightning.envs.antmaze:dataset_layout", kwargs={"size": size})
+       for size, env_id in ANTMAZE_IDS.items()},
+    **{env_id: TaskTools(dataset_layout="ooo_lightning.envs.kitchen:dataset_layout", kwargs={"dataset": name})
+       for name, env_id in KITCHEN_IDS.items()},
+    **{env_id: TaskTools(dataset_layout="ooo_lightning.envs.adroit:dataset_layout", kwargs={"task": task})
+       for task, env_id in ADROIT_BINARY_IDS.items()},
 }
 
 
@@ -112,14 +133,24 @@ def task_tools(env_id: str) -> TaskTools:
     return _TOOLS.get(env_id, TaskTools())
 
 
+def dataset_layout(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Any:
+    """How a dataset of ``env_id`` is read into its observations and rewards (a
+    ``TaskLayout``), or None for a task whose datasets are read as they are."""
+    tools = task_tools(env_id)
+    return tools.call("dataset_layout", env_kwargs=dict(env_kwargs or {})) if tools.dataset_layout else None
+
+
 def dataset_env_ids() -> list[str]:
     """The tasks whose offline dataset the project can generate."""
     return sorted(env_id for env_id, tools in _TOOLS.items() if tools.generate_dataset)
 
 
 __all__ = [
+    "ADROIT_BINARY_IDS",
+    "ANTMAZE_IDS",
     "ANT_SPARSE_ID",
     "HALF_CHEETAH_SPARSE_ID",
+    "KITCHEN_IDS",
     "POINT_MASS_WALL_ID",
     "POINT_MAZE_LARGE_ID",
     "POINT_MAZE_MEDIUM_ID",
@@ -127,6 +158,7 @@ __all__ = [
     "TaskTools",
     "WallLayout",
     "dataset_env_ids",
+    "dataset_layout",
     "point_mass_wall_layout",
     "task_tools",
 ]

@@ -17,7 +17,7 @@ from lightning.pytorch import Callback, LightningModule
 from tensordict import TensorDictBase
 
 from ooo_lightning.config_checks import ConfigError, check_loss_keys, check_ranges
-from ooo_lightning import distributed
+from ooo_lightning import distributed, envs
 from ooo_lightning.checkpointing import capture_rng, restore_rng
 from ooo_lightning.cpu import keep_freed_memory
 from ooo_lightning.data.buffer import TRANSITION_KEYS, OfflineOnlineBuffer
@@ -192,6 +192,7 @@ class RLModule(LightningModule):
             member_generators=self.member_generators,
             member_online_steps=self.member_online_steps,
             member_seeds=self.seeds,
+            dataset_layout=envs.dataset_layout(self.env_id, self.env_kwargs),
         )
 
     def attach_buffer(self, buffer: OfflineOnlineBuffer) -> None:
