@@ -69,6 +69,12 @@ class BufferInfo:
         return bounds
 
 
+def member_major_order(ranks: int, steps: int, members: int) -> torch.Tensor:
+    """Rows of ``ranks`` blocks of ``steps`` x ``members`` interleaved rows (each rank's members
+    collected together), reordered member by member, then rank by rank, then step."""
+    return torch.arange(ranks * steps * members).reshape(ranks, steps, members).permute(2, 0, 1).reshape(-1)
+
+
 def make_replay_buffer(capacity: int) -> ReplayBuffer:
     return ReplayBuffer(storage=LazyTensorStorage(capacity))
 
@@ -331,8 +337,7 @@ class OfflineOnlineBuffer:
             # member by member (what split_members makes of one process's rows).
             members, ranks = len(self.info.member_seeds), len(lengths)
             steps = lengths[0] // members
-            order = torch.arange(ranks * lengths[0]).reshape(ranks, steps, members).permute(2, 0, 1).reshape(-1)
-            gathered = gathered.reshape(-1)[order]
+            gathered = gathered.reshape(-1)[member_major_order(ranks, steps, members)]
             segments = [steps] * (members * ranks)
         merged = _extend_from(self.offline_rows(), self.num_offline + sum(lengths))
         merged.extend(gathered.reshape(-1))

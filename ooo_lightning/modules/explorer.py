@@ -16,6 +16,7 @@ from torch import nn
 
 from ooo_lightning.config_checks import ConfigError, check_ranges
 from ooo_lightning import distributed
+from ooo_lightning.data.buffer import member_major_order
 from ooo_lightning.exploration.members import member_bonus
 from ooo_lightning.exploration.rnd import ExplorationBonus
 from ooo_lightning.modules.base import LossFactory, RLModule
@@ -317,7 +318,7 @@ class ExplorerModule(RLModule):
             rows = rows.reshape(-1, rows.shape[-1])  # [ranks, n]
             if self.seeds is not None:  # each rank's rows interleave the members': [members, ranks x steps]
                 ranks, members = rows.shape[0], len(self.seeds)
-                order = torch.arange(rows.numel()).reshape(ranks, -1, members).permute(2, 0, 1).reshape(-1)
+                order = member_major_order(ranks, rows.shape[1] // members, members)
                 rows = rows.reshape(-1)[order].reshape(members, -1)
             self.bonus.observe((rows.reshape(-1) if self.seeds is None else rows).to(self.device))
             self.bonus_rows_seen = len(buffer)
