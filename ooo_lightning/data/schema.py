@@ -183,6 +183,13 @@ def validate_transitions(
                 "(every row ends an episode by timeout or is the last one).",
                 "Store next_observations explicitly.",
             )
+        # The row before a dropped one now ends its episode (cut short: a time-out), else the
+        # episode would run on into the next one (Monte-Carlo returns, episode statistics).
+        before = np.flatnonzero(~keep) - 1
+        before = before[before >= 0]
+        before = before[keep[before] & ~out["terminals"][before]]
+        out["timeouts"] = out["timeouts"].copy()
+        out["timeouts"][before] = True
         out = {key: arr[keep] for key, arr in out.items()}
         out["next_observations"] = next_obs
     return out
