@@ -89,3 +89,19 @@ def test_the_minari_frame_keeps_the_librarys_maze_and_minaris_umaze_route():
     np.testing.assert_allclose(task.goal_xy - task.cell_world_xy(task.start_cell), [0.0, 8.0])
     with pytest.raises(ValueError, match="frame 'mirror'"):
         AntMazeTask("umaze", "mirror")
+
+
+def test_the_goal_missing_overlay_cuts_around_the_goal_of_its_environment():
+    """configs/antmaze/goal_missing_large.yaml: its region is centred on the goal the
+    evaluation rewards (a centre off the goal would leave the goal's data in)."""
+    import yaml
+
+    from conftest import REPO
+    from ooo_lightning.data.regions import Region
+
+    config = yaml.safe_load((REPO / "configs" / "antmaze" / "goal_missing_large.yaml").read_text())
+    region = config["data"]["remove_region"]
+    assert config["model"]["init_args"]["explorer"]["init_args"]["env"] == ANTMAZE_IDS["large"]
+    np.testing.assert_array_equal(region["center"], AntMazeTask("large", "minari").goal_xy)
+    assert region["radius"] >= AntMazeTask("large").goal_radius and region["dims"] == [0, 1]
+    assert Region.parse(region).radius == region["radius"]  # the option reads it
