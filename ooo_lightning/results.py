@@ -238,12 +238,44 @@ def gain_percent(exploiter: float, explorer: float) -> float | None:
     return None if explorer == 0 else 100.0 * (exploiter - explorer) / abs(explorer)
 
 
-def results_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def read_reported_scores(path: str | Path) -> dict[tuple[str, str], float]:
+    """Scores reported elsewhere (a paper's table) to print beside the measured ones: a CSV with
+    the columns ``task`` and ``method`` in this project's names (a sweep's task folder, e.g.
+    ``antmaze/large_diverse``; ``OOO exploiter``, ``fine-tuned, no bonus``), ``score`` (the
+    normalized score; blank where not known) and any others (the paper's names, the source).
+    Raises ValueError with one line on a missing file, column or a score that is no number."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"reported scores: no such file: {path}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"task", "method", "score"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"reported scores: {path} lacks the column(s) {', '.join(sorted(missing))} "
+                             "(it needs task, method and score)")
+        scores = {}
+        for line, row in enumerate(reader, start=2):
+            text = (row["score"] or "").strip()
+            if not text:
+                continue
+            try:
+                scores[(row["task"].strip(), row["method"].strip())] = float(text)
+            except ValueError:
+                raise ValueError(f"reported scores: {path} line {line}: score {text!r} is not a number") from None
+    return scores
+
+
+def results_table(records: Sequence[dict[str, Any]],
+                  reported: dict[tuple[str, str], float] | None = None) -> list[dict[str, Any]]:
     """One row per (task, method): n, seeds, ``<metric>_mean`` and ``<metric>_std`` for each of
     :data:`TABLE_METRICS` (None when no seed has it, e.g. a task without D4RL reference
     returns), ``success_per_seed``, and on the OOO exploiter's row ``gain_percent``: its gain
     over the explorer (with bonus) in the task's default metric (normalized score where every
-    run has one, else success rate), None when undefined or either is missing."""
+    run has one, else success rate), None when undefined or either is missing. With
+    ``reported`` (:func:`read_reported_scores`), ``reported_score``: the score reported for the
+    (task, method), None where none is."""
     rows = []
     for task in _tasks(records):
         in_task = [r for r in records if r["task"] == task]
@@ -257,6 +289,8 @@ def results_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[f"{metric}_std"] = _spread(values) if values else None
             row["success_per_seed"] = [r["success_rate"] for r in group]
             row["gain_percent"] = None
+            if reported is not None:
+                row["reported_score"] = reported.get((task, method))
             means[method] = row
             rows.append(row)
         metric = default_metric(in_task)
@@ -273,16 +307,23 @@ def _mean_std(row: dict[str, Any], metric: str, digits: int) -> str:
 
 def results_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """:func:`results_table` as Markdown: success rate, normalized score and return, mean ±
-    sample std over the seeds, the exploiter's gain over the explorer, success per seed."""
-    lines = ["| task | method | seeds | success rate | normalized score | return | gain over explorer | success per seed |",
-             "|---|---|---|---|---|---|---|---|"]
+    sample std over the seeds, the exploiter's gain over the explorer, success per seed; the
+    reported normalized score beside the measured one when the rows carry one."""
+    reported = any("reported_score" in row for row in rows)
+    head = ["task", "method", "seeds", "success rate", "normalized score", *(["reported"] if reported else []),
+            "return", "gain over explorer", "success per seed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         gain = "" if row["gain_percent"] is None else f"{row['gain_percent']:+.0f}%"
         if row["method"] == OOO_EXPLOITER and row["gain_percent"] is None:
             gain = "n/a"  # the explorer scored 0 (or one of them is missing): a percentage is undefined
         per_seed = " / ".join(f"{v:.2f}" for v in row["success_per_seed"])
-        lines.append(f"| {row['task']} | {row['method']} | {row['n']} | {_mean_std(row, 'success_rate', 2)} | "
-                     f"{_mean_std(row, 'normalized_score', 1)} | {_mean_std(row, 'return_mean', 2)} | {gain} | {per_seed} |")
+        cells = [row["task"], row["method"], str(row["n"]), _mean_std(row, "success_rate", 2),
+                 _mean_std(row, "normalized_score", 1)]
+        if reported:
+            cells.append("-" if row.get("reported_score") is None else f"{row['reported_score']:.1f}")
+        cells += [_mean_std(row, "return_mean", 2), gain, per_seed]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -293,13 +334,15 @@ def write_results_table_csv(rows: Sequence[dict[str, Any]], path: str | Path) ->
 
     fields = ["task", "method", "n", "seeds", *(f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "std")),
               "gain_percent", "success_per_seed"]
+    if any("reported_score" in row for row in rows):
+        fields.insert(fields.index("gain_percent"), "reported_score")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**{k: row[k] for k in fields}, "seeds": " ".join(map(str, row["seeds"])),
+            writer.writerow({**{k: row.get(k) for k in fields}, "seeds": " ".join(map(str, row["seeds"])),
                              "success_per_seed": " ".join(f"{v:g}" for v in row["success_per_seed"])})
     return path
 

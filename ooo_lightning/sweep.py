@@ -84,13 +84,18 @@ class SweepRun:
 
 
 def task_name(configs: Sequence[str]) -> str:
-    """A job's folder: its last config's path below a ``configs`` folder, without the suffix
-    (``configs/antmaze/umaze.yaml`` -> ``antmaze/umaze``), else the file's stem."""
+    """A job's folder: the last config's folder below ``configs``, then the config's stem, or
+    with overlays the overlays' stems joined by ``+`` (``configs/antmaze/ooo_iql.yaml`` ->
+    ``antmaze/ooo_iql``; with ``ooo_calql.yaml`` and ``large_diverse.yaml`` after it ->
+    ``antmaze/ooo_calql+large_diverse``, which IQL's ``antmaze/large_diverse`` does not share)."""
     path = Path(configs[-1])
-    parts = path.with_suffix("").parts
-    if "configs" in parts[:-1]:
-        return "/".join(parts[len(parts) - parts[::-1].index("configs"):])
-    return path.stem
+    stems = [Path(c).stem for c in (configs[1:] or configs)]
+    folders = path.parent.parts
+    if "configs" in folders:
+        folders = folders[len(folders) - folders[::-1].index("configs"):]
+    else:
+        folders = ()
+    return "/".join([*folders, "+".join(stems)])
 
 
 def check_job(configs: Sequence[str]) -> None:
@@ -120,7 +125,7 @@ def plan(jobs: Sequence[Sequence[str]], seeds: Sequence[int], out: str | Path,
         task = task_name(configs)
         if task in tasks:
             raise SystemExit(f"sweep: two jobs would share the folder {task}: {','.join(tasks[task])} and "
-                             f"{','.join(configs)} (the folder is named after a job's last config)")
+                             f"{','.join(configs)} (the folder is named after a job's overlays)")
         tasks[task] = tuple(configs)
         for variant, extra in variants.items():
             groups = [tuple(seeds)] if members else [(s,) for s in seeds]
@@ -317,8 +322,10 @@ def _running_slots(ray, cpus_per_run: float, gpus_per_run: float, pending: int) 
 
 
 # --- tables and figures -----------------------------------------------------------------
-def write_summary(out: str | Path, printer: Callable[[str], None] = print) -> Path | None:
-    """``results.md``, ``results.csv`` and the comparison figures of every run under ``out``."""
+def write_summary(out: str | Path, printer: Callable[[str], None] = print,
+                  reported: dict[tuple[str, str], float] | None = None) -> Path | None:
+    """``results.md``, ``results.csv`` and the comparison figures of every run under ``out``;
+    with ``reported`` (``results.read_reported_scores``), those scores beside the measured ones."""
     from ooo_lightning.results import (collect_results, plot_exploiter_vs_explorer, plot_task_bars, results_table,
                                        results_table_markdown, write_results_table_csv)
 
@@ -327,7 +334,7 @@ def write_summary(out: str | Path, printer: Callable[[str], None] = print) -> Pa
     if not records:
         printer(f"sweep: no results.json under {out} yet")
         return None
-    rows = results_table(records)
+    rows = results_table(records, reported)
     table = results_table_markdown(rows)
     (out / "results.md").write_text(table + "\n")
     write_results_table_csv(rows, out / "results.csv")
@@ -365,6 +372,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-run", type=float, default=1, help="Ray CPUs per run, also its torch threads (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs per run, e.g. 0.25 (default 0)")
     p.add_argument("--no-ray", action="store_true", help="one run after another in this process, without Ray")
+    p.add_argument("--paper", metavar="CSV", help="scores reported elsewhere, printed beside the measured ones: "
+                   "docs/paper_scores.csv (the paper's table) or a CSV of yours with task, method, score")
     p.add_argument("--summary-only", action="store_true", help="only write the tables and figures of the runs under --out")
     p.add_argument("overrides", nargs="*", help="after --: ooo-lightning fit overrides for every run")
     return p
@@ -373,6 +382,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = Path(args.out)
+    reported = None
+    if args.paper:
+        from ooo_lightning.results import read_reported_scores
+
+        try:  # read first: a bad file fails now, not after the runs
+            reported = read_reported_scores(args.paper)
+        except ValueError as error:
+            raise SystemExit(f"sweep: --paper: {error}") from None
     if not args.summary_only:
         variants = dict(args.variant) or {"ooo": []}
         if args.baseline:
@@ -381,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = plan(jobs, args.seeds, out, variants, args.overrides, args.members)
         progress = execute(runs, use_ray=False if args.no_ray else None, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, workers=args.workers)
-    write_summary(out)
+    write_summary(out, reported=reported)
     if not args.summary_only and progress.failed:
         print(f"\nsweep: {len(progress.failed)} run(s) failed: {', '.join(progress.failed)}; run the same command "
               "again to retry them (finished runs are kept)")

@@ -15,7 +15,7 @@ from resume_probe import callback_arg
 from runs import run, start, tiny_job, wait_for_checkpoint
 
 OFFLINE_STEPS = 10  # 80 offline updates / 8 per training step
-ONLINE_STEPS = 2000  # 250 online training steps: long enough to be killed half-way
+ONLINE_STEPS = 1200  # 150 online training steps: long enough to be killed part-way
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from ooo_lightning.results import (
     plot_exploiter_vs_explorer,
     plot_success_against_T,
     plot_task_bars,
+    read_reported_scores,
     results_table,
     results_table_markdown,
     summarise,
@@ -186,6 +187,32 @@ def test_results_table_gives_every_metric_and_the_exploiters_gain(records, tmp_p
             for r in records if r["task"] == POINT_MASS]
     exploiter = next(r for r in results_table(zero) if r["method"] == OOO_EXPLOITER)
     assert exploiter["gain_percent"] is None and "| n/a |" in results_table_markdown([exploiter])
+
+
+def test_reported_scores_sit_beside_the_measured_ones(records, tmp_path):
+    paper = tmp_path / "paper.csv"
+    paper.write_text('task,method,score,paper_task,source\n'
+                     f'{HOPPER},{OOO_EXPLOITER},91.5,hopper-medium-v2,Table 1\n'
+                     f'{HOPPER},"{FINE_TUNED_NO_BONUS}",,hopper-medium-v2,not transcribed\n')
+    reported = read_reported_scores(paper)
+    assert reported == {(HOPPER, OOO_EXPLOITER): 91.5}  # a blank score is no score
+    rows = {(r["task"], r["method"]): r for r in results_table(records, reported)}
+    assert rows[(HOPPER, OOO_EXPLOITER)]["reported_score"] == 91.5
+    assert rows[(HOPPER, EXPLORER_WITH_BONUS)]["reported_score"] is None
+    lines = results_table_markdown(list(rows.values())).splitlines()
+    assert "| normalized score | reported | return |" in lines[0]
+    assert "| d4rl/hopper | OOO exploiter | 3 | 0.80 ± 0.10 | 80.0 ± 10.0 | 91.5 | 8.00 ± 1.00 |" in "\n".join(lines)
+    csv_head = write_results_table_csv(list(rows.values()), tmp_path / "t.csv").read_text().splitlines()[0]
+    assert csv_head.endswith(",reported_score,gain_percent,success_per_seed")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("task,method,score\nx,y,ninety\n")
+    with pytest.raises(ValueError, match="line 2: score 'ninety' is not a number"):
+        read_reported_scores(bad)
+    bad.write_text("task,score\nx,1\n")
+    with pytest.raises(ValueError, match="lacks the column\\(s\\) method"):
+        read_reported_scores(bad)
+    with pytest.raises(ValueError, match="no such file"):
+        read_reported_scores(tmp_path / "nope.csv")
 
 
 def test_plot_task_bars(records, tmp_path):

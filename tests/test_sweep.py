@@ -1,6 +1,7 @@
 """``ooo-lightning sweep``: the runs it plans, what it skips and resumes, the runner without
 Ray, and a real sweep on a local Ray of 2 workers, killed and started again."""
 
+import csv
 import json
 import os
 import signal
@@ -33,6 +34,15 @@ def test_the_plan_lays_runs_out_as_the_results_reader_expects(tmp_path):
     assert f"--seed_everything={run.seeds[0]}" in command and f"--trainer.default_root_dir={run.run_dir}" in command
     assert command.index("--a=1") < command.index(sweep.NO_BONUS[0])  # the variant's overrides last
     assert run.log == run.run_dir.parent / f"{run.run_dir.name}.log"
+
+
+def test_iql_and_calql_jobs_of_one_task_get_folders_of_their_own(tmp_path):
+    """The paper's table: IQL and Cal-QL over the same task overlay are two jobs."""
+    iql, calql = "configs/antmaze/ooo_iql.yaml", "configs/antmaze/ooo_calql.yaml"
+    large = "configs/antmaze/large_diverse.yaml"
+    runs = sweep.plan([(iql,), (iql, large), (iql, calql), (iql, calql, large)], [0], tmp_path)
+    assert [r.task for r in runs] == ["antmaze/ooo_iql", "antmaze/large_diverse", "antmaze/ooo_calql",
+                                      "antmaze/ooo_calql+large_diverse"]
 
 
 def test_members_runs_hold_the_seeds_and_the_baseline_has_no_exploiter_seeds(tmp_path):
@@ -68,6 +78,10 @@ def test_bad_jobs_and_variants_are_refused_with_one_line(tmp_path):
     with pytest.raises(SystemExit):  # argparse: a variant needs NAME=overrides and must not look like a seed folder
         sweep.parser().parse_args(["--config", BASE, "--variant", "seed_3=--a=1"])
     assert sweep.parser().parse_args(["--config", BASE, "--variant", "wide=--x=1 --y=2"]).variant == [("wide", ["--x=1", "--y=2"])]
+    # A bad --paper file stops the sweep before any run starts.
+    with pytest.raises(SystemExit, match="sweep: --paper: reported scores: no such file: nope.csv"):
+        sweep.main(["--config", BASE, "--paper", "nope.csv", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
 
 
 def _fake_fit(fail: set[str]):
@@ -104,6 +118,13 @@ def test_without_ray_the_runs_go_one_after_another_and_a_failure_is_reported(tmp
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "plots" / "task_bars.png").is_file()
 
 
+def _pid_in(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[1])
+    except (FileNotFoundError, IndexError, ValueError):  # gone, or half written, as we read it
+        return None
+
+
 def test_a_sweep_on_a_local_ray_killed_and_started_again_finishes_without_redoing_runs(tmp_path, tiny_dataset):
     """2 configs x 2 seeds on 2 Ray workers; killed once a run has finished and another has
     started, the same command finishes the rest: the finished run is not run again, the
@@ -113,7 +134,7 @@ def test_a_sweep_on_a_local_ray_killed_and_started_again_finishes_without_redoin
     tiny = [f"--data.dataset={tiny_dataset}", f"{EXPLORER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLORER}.batch_size=32",
             f"{EXPLORER}.offline_updates=40", f"{EXPLORER}.online_steps=120", f"{EXPLORER}.eval_every=0",
             f"{EXPLORER}.bonus.init_args.hidden_dims=[32]", f"{EXPLORER}.bonus.init_args.embedding_dim=32",
-            f"{EXPLOITER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLOITER}.batch_size=32", f"{EXPLOITER}.updates=1600",
+            f"{EXPLOITER}.loss.init_args.hidden_dims=[32,32]", f"{EXPLOITER}.batch_size=32", f"{EXPLOITER}.updates=480",
             f"{EXPLOITER}.eval_every=0", "--model.init_args.final_eval_episodes=1", "--checkpoint.every_steps=5"]
     command = [sys.executable, "-m", "ooo_lightning.cli", "sweep", "--config", BASE,
                "--config", f"{BASE},{CALQL}",
@@ -127,7 +148,10 @@ def test_a_sweep_on_a_local_ray_killed_and_started_again_finishes_without_redoin
             assert proc.poll() is None, "the sweep ended before it could be killed"
             done = list(out.rglob("*.done"))
             started = [c.parent for c in out.rglob("config.yaml") if not c.parent.with_suffix(".done").exists()]
-            if done and any((d / "explorer" / "checkpoints" / "last.ckpt").exists() for d in started):
+            # A run still in its explorer phase has its whole exploiter phase ahead: the kill
+            # cannot race its end (a run in its last steps could end before the kill reached it).
+            if done and any((d / "explorer" / "checkpoints" / "last.ckpt").exists()
+                            and not (d / "exploiter" / "checkpoints" / "last.ckpt").exists() for d in started):
                 break
             time.sleep(0.5)
         else:
@@ -135,6 +159,11 @@ def test_a_sweep_on_a_local_ray_killed_and_started_again_finishes_without_redoin
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(30)
+    # The runs go down with the sweep, within the second their watcher takes to notice.
+    leftovers = [pid for f in out.rglob("*.log.pid") if (pid := _pid_in(f))]
+    deadline = time.monotonic() + 30
+    while any(sweep._alive(pid) for pid in leftovers) and time.monotonic() < deadline:
+        time.sleep(0.2)
     # What the kill left: the runs finished, and those started but unfinished.
     finished_first = {p.with_suffix(""): p.stat().st_mtime_ns for p in out.rglob("*.done")}
     resumed = {c.parent for c in out.rglob("config.yaml") if c.parent not in finished_first}
@@ -152,3 +181,19 @@ def test_a_sweep_on_a_local_ray_killed_and_started_again_finishes_without_redoin
     table = (out / "results.md").read_text().splitlines()
     assert len(table) == 2 + 4  # 2 tasks x (exploiter, explorer), each over the 2 seeds
     assert all("| 2 |" in line for line in table[2:])
+
+
+def test_the_papers_table_names_jobs_the_sweep_can_run(tmp_path):
+    """docs/paper_scores.csv: every row's task is the folder of a job of existing configs
+    (base, optionally Cal-QL, optionally a task overlay), so --paper finds its rows."""
+    from ooo_lightning.results import read_reported_scores
+
+    rows = list(csv.DictReader((REPO / "docs" / "paper_scores.csv").open()))
+    assert rows and {r["method"] for r in rows} == {"fine-tuned, no bonus", "OOO exploiter"}
+    read_reported_scores(REPO / "docs" / "paper_scores.csv")  # well-formed
+    for row in rows:
+        domain, _, overlays = row["task"].partition("/")
+        base = f"configs/{domain}/ooo_iql.yaml"
+        job = [base] + [f"configs/{domain}/{stem}.yaml" for stem in overlays.split("+") if stem != "ooo_iql"]
+        run = sweep.plan([[str(REPO / c) for c in job]], [0], tmp_path)[0]
+        assert run.task.endswith(row["task"]), (row["task"], run.task)
