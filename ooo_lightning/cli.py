@@ -74,7 +74,7 @@ class OOOLightningCLI(LightningCLI):
         if distributed.is_rank_zero():
             run_dir.mkdir(parents=True, exist_ok=True)
             name = "config.yaml" if not resume else "config.resumed.yaml"  # keep the original
-            self.parser.save(self.config, run_dir / name, skip_none=False, overwrite=True, multifile=False)
+            self.parser.save(self.config, run_dir / name, skip_unset=False, overwrite=True, multifile=False)
         # A pipeline sets the final evaluation; a single phase uses PhaseRunner's defaults.
         evaluation = {k: getattr(model, k) for k in ("final_eval_episodes", "eval_seed") if hasattr(model, k)}
         checkpoint = self._get(self.config_init, "checkpoint", default=None)
@@ -138,9 +138,8 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
 
     with warnings.catch_warnings():  # the caller's own argv is not the CLI's
         warnings.filterwarnings("ignore", message=".*args parameter is intended")
-        warnings.filterwarnings("ignore", message=r"\s*skip_none parameter was deprecated")
         cli = ParseOnly(args=list(args), run=False)
-        return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+        return yaml.safe_load(cli.parser.dump(cli.config, skip_unset=False))
 
 
 #: Errors caused by the user's input or data: shown as one clear message, not a traceback.

@@ -192,9 +192,9 @@ def test_an_overlay_composes_with_its_base_and_says_only_what_it_changes(overlay
 
     def resolved(*config: Path) -> dict:
         parsed = cli.parser.parse_args([f"--config={f}" for f in config])
-        return yaml.safe_load(cli.parser.dump(parsed, skip_none=False))
+        return yaml.safe_load(cli.parser.dump(parsed, skip_unset=False))
 
-    composed, base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False)), resolved(*bases)
+    composed, base = yaml.safe_load(cli.parser.dump(cli.config, skip_unset=False)), resolved(*bases)
     settings = yaml.safe_load(overlay.read_text())
     redundant = []
     for path, value in _settings(settings):
@@ -271,7 +271,7 @@ def test_every_numeric_setting_of_the_default_config_is_range_checked_at_start_u
     import yaml
 
     cli = OOOLightningCLI(args=[f"--config={CONFIG}"], run=False)
-    resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_unset=False))
     settings = [(k, v) for k, v in _numeric_settings(resolved) if not k.startswith("trainer.")]
     assert len(settings) >= 50 and any(k.endswith("bonus_scale") for k, _ in settings)
     capsys.readouterr()
