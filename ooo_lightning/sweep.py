@@ -344,6 +344,9 @@ def write_summary(out: str | Path, printer: Callable[[str], None] = print,
     except ValueError:  # no (explorer, exploiter) pair yet, e.g. phase-3-only jobs
         pass
     printer("\n" + table + f"\n\nwritten: {out / 'results.md'}, {out / 'results.csv'}, {out / 'plots'}/")
+    if reported is not None:  # a name that matches nothing would otherwise pass unseen
+        matched = sum(row["reported_score"] is not None for row in rows)
+        printer(f"--paper: a reported score for {matched} of the {len(rows)} rows (matched on task and method)")
     return out / "results.md"
 
 

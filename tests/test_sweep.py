@@ -116,6 +116,9 @@ def test_without_ray_the_runs_go_one_after_another_and_a_failure_is_reported(tmp
     table = sweep.write_summary(tmp_path, printer=lines.append).read_text().splitlines()
     assert len(table) == 2 + 2 and "| point_mass_wall/ooo_iql | OOO exploiter | 2 |" in table[2]
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "plots" / "task_bars.png").is_file()
+    sweep.write_summary(tmp_path, printer=lines.append, reported={("point_mass_wall/ooo_iql", "OOO exploiter"): 50.0})
+    assert "| 50.0 |" in (tmp_path / "results.md").read_text()
+    assert lines[-1] == "--paper: a reported score for 1 of the 2 rows (matched on task and method)"
 
 
 def _pid_in(pid_file: Path) -> int | None:
