@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from ooo_lightning.cli import resolved_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test suite's Minari dataset maker
@@ -33,20 +33,6 @@ EXPLOITER = "--model.init_args.exploiter.init_args"
 #: The six base jobs: each domain's first task, with IQL and with the Cal-QL overlay.
 JOBS = [f"configs/{d}/ooo_iql.yaml" + extra for d in ("antmaze", "kitchen", "adroit_binary")
         for extra in ("", f",configs/{d}/ooo_calql.yaml")]
-
-
-def merged(configs: list[str]) -> dict:
-    """The configs as ``ooo-lightning fit`` reads them: later files override earlier keys."""
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for key, value in over.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        return out
-
-    config: dict = {}
-    for path in configs:
-        config = merge(config, yaml.safe_load((REPO / path).read_text()) or {})
-    return config
 
 
 def budgets(config: dict) -> dict[str, int]:
@@ -96,7 +82,8 @@ def main() -> None:
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="task_costs_"))
     jobs = [job.split(",") for job in (args.job or JOBS)]
-    configs = {tuple(job): merged(job) for job in jobs}
+    # As ``ooo-lightning fit`` composes the files (later ones override earlier keys).
+    configs = {tuple(job): resolved_config([f"--config={REPO / c}" for c in job]) for job in jobs}
     make_datasets(out / "minari", {c["data"]["dataset"] for c in configs.values()}, args.episodes, args.steps)
     fractions = sorted(args.fractions)
     print(f"| job | budgets (offline updates / online steps / exploiter updates) | "
